@@ -1,0 +1,36 @@
+# make test   the test suite        make book   every notebook at the ci profile, then the HTML book
+# Both create .venv with the pinned dependencies when it is missing.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PROFILE ?= ci
+export WNA_DATA ?= data
+export WNA_CACHE ?= $(CURDIR)/.cache/wna
+export MPLBACKEND ?= Agg
+
+STAMP := $(VENV)/.installed
+
+.PHONY: test book notebooks html clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade --quiet pip
+	$(VENV)/bin/python -m pip install --quiet -r requirements.txt
+	$(VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest
+
+notebooks: $(STAMP)
+	$(VENV)/bin/wna run --profile $(PROFILE) --no-progress
+
+html: $(STAMP)
+	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .
+
+book: notebooks
+	$(MAKE) html
+
+clean:
+	rm -rf _build book/executed

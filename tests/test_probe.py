@@ -1,0 +1,232 @@
+"""Known answers (KNOWN_ANSWERS.md) and the contract of wna.probe."""
+
+import math
+
+import pytest
+import torch
+
+from wna import probe, stimuli
+
+
+class Linear(torch.nn.Module):
+    """Logits W x + b on flattened stimuli; one output row gives a binary observer."""
+
+    def __init__(self, w, b=None, squeeze=False):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
+        b = torch.zeros(self.w.shape[0]) if b is None else torch.as_tensor(b, dtype=torch.float32)
+        self.b = torch.nn.Parameter(b, requires_grad=False)
+        self.squeeze = squeeze
+
+    def forward(self, x):
+        out = x.flatten(1) @ self.w.T + self.b
+        return out[:, 0] if self.squeeze else out
+
+
+def cosine(a, b):
+    a, b = a.flatten().double(), b.flatten().double()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+def test_binary_linear_observer_magnitude_known_answer():
+    """KNOWN_ANSWERS §1 at c = 0, no internal noise: E[n|r=1] - E[n|r=0] = 2*sqrt(2/pi) sigma^2 w / S.
+
+    N = 400k Gaussian stimuli in D = 16 dimensions: the standard error of each
+    class mean is sigma/sqrt(N/2), so the norm of the difference's error is
+    about 2 * sqrt(D/N) = 1.3% of its expected norm 1.596 (sigma = |w| = 1).
+    """
+    gen = torch.Generator().manual_seed(5)
+    w = torch.randn(16, generator=gen)
+    w /= w.norm()
+    sigma = 1.0
+    model = Linear(w[None], squeeze=True)
+    noise = stimuli.WhiteNoise((16,), "gaussian", mean=0.0, std=sigma)
+    ci = probe.classification_images(model, noise, 400_000, batch_size=8192, seed=1, progress=False)
+    assert ci.count.sum() == 400_000 and ci.num_classes == 2
+    diff = ci.mean[1] - ci.mean[0]
+    S = sigma * float(w.norm())
+    expected = 2 * math.sqrt(2 / math.pi) * sigma ** 2 * w / S
+    assert cosine(diff, w) > 0.999
+    assert abs(float(diff.norm()) / float(expected.norm()) - 1) < 0.03
+    # swapping the responses negates the map
+    flipped = probe.classification_images(Linear(-w[None], squeeze=True), noise, 400_000,
+                                          batch_size=8192, seed=1, progress=False)
+    assert torch.allclose(flipped.mean[1] - flipped.mean[0], -diff, atol=1e-12)
+
+
+def test_binary_observer_with_bias_matches_closed_form():
+    """KNOWN_ANSWERS §1 with criterion c != 0 (logit w.n - c)."""
+    w = torch.zeros(8)
+    w[0], w[3] = 0.6, 0.8
+    c = 0.5
+    model = Linear(w[None], b=[-c], squeeze=False)  # (B, 1) output: binary observer too
+    noise = stimuli.WhiteNoise((8,), "gaussian")
+    ci = probe.classification_images(model, noise, 400_000, batch_size=10_000, seed=2, progress=False)
+    phi = math.exp(-c * c / 2) / math.sqrt(2 * math.pi)
+    Phi = 0.5 * (1 + math.erf(c / math.sqrt(2)))
+    expected = w * phi / (Phi * (1 - Phi))
+    diff = ci.mean[1] - ci.mean[0]
+    assert abs(float(diff.norm()) / float(expected.norm()) - 1) < 0.03
+    assert cosine(diff, w) > 0.999
+    assert abs(float(ci.frequency[1]) - (1 - Phi)) < 0.005
+
+
+def test_argmax_map_points_along_w_minus_mean_row():
+    """KNOWN_ANSWERS §2: class k's map points along w_k - mean row, not along w_k."""
+    gen = torch.Generator().manual_seed(0)
+    q, _ = torch.linalg.qr(torch.randn(20, 4, generator=gen))
+    W = q.T + 2.0 * torch.ones(4, 20) / math.sqrt(20)  # shared component: w_k and w_k - w̄ differ
+    noise = stimuli.WhiteNoise((20,), "gaussian")
+    ci = probe.classification_images(Linear(W), noise, 200_000, batch_size=5000, seed=0, progress=False)
+    centred = W - W.mean(0)
+    for k in range(4):
+        assert cosine(ci.mean[k], centred[k]) > 0.99
+        expected = cosine(W[k], centred[k])  # about 0.45: far from w_k itself
+        assert expected < 0.6
+        assert abs(cosine(ci.mean[k], W[k]) - expected) < 0.03
+    # the class means of zero-mean noise add up to zero, weighted by frequency
+    total = (ci.sums.sum(0) / ci.n)
+    assert float(total.abs().max()) < 0.01
+
+
+def test_uniform_noise_linear_map_direction():
+    """U[0,1] noise (the paper's): the map of a binary linear observer still points along w."""
+    w = torch.linspace(-1, 1, 49)
+    model = Linear(w[None], b=[-float(w.sum()) * 0.5], squeeze=True)  # threshold at the noise mean
+    ci = probe.classification_images(model, stimuli.WhiteNoise((1, 7, 7)), 100_000, seed=3,
+                                     progress=False)
+    assert cosine(ci.mean[1] - ci.mean[0], w) > 0.99
+    assert abs(float(ci.mean.mean()) - 0.5) < 0.01
+
+
+def test_same_seed_bitwise_and_other_seed_differs():
+    model = Linear(torch.randn(10, 49, generator=torch.Generator().manual_seed(0)))
+    noise = stimuli.WhiteNoise((1, 7, 7))
+    a = probe.classification_images(model, noise, 10_001, batch_size=1000, seed=4, progress=False)
+    b = probe.classification_images(model, noise, 10_001, batch_size=1000, seed=4, progress=False)
+    c = probe.classification_images(model, noise, 10_001, batch_size=1000, seed=5, progress=False)
+    assert torch.equal(a.sums, b.sums) and torch.equal(a.count, b.count)
+    assert not torch.equal(a.sums, c.sums)
+    assert a.n == 10_001 and int(a.count.sum()) == 10_001
+    assert a.mean.dtype == torch.float64 and a.count.dtype == torch.int64
+
+
+def test_shards_merge_into_the_single_process_result(tmp_path):
+    model = Linear(torch.randn(10, 49, generator=torch.Generator().manual_seed(1)))
+    noise = stimuli.WhiteNoise((1, 7, 7))
+    full = probe.classification_images(model, noise, 25_500, batch_size=1000, seed=9, progress=False)
+    parts = [probe.classification_images(model, noise, 25_500, batch_size=1000, seed=9,
+                                         progress=False, shard=(k, 3)) for k in range(3)]
+    assert sum(p.n for p in parts) == 25_500
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    assert torch.equal(merged.count, full.count)
+    assert merged.n == full.n
+    ok = full.count > 0
+    assert torch.allclose(merged.mean[ok], full.mean[ok], rtol=0, atol=1e-12)
+    # save / load round trip
+    merged.save(tmp_path / "ci.pt")
+    back = probe.ClassificationImages.load(tmp_path / "ci.pt")
+    assert torch.equal(back.sums, merged.sums) and torch.equal(back.count, merged.count)
+    assert back.n == merged.n and back.weighting == merged.weighting
+    with pytest.raises(ValueError):
+        full.merge(probe.classification_images(model, noise, 10, seed=0, progress=False,
+                                               weighting="confidence"))
+
+
+def test_empty_class_is_nan_not_zero():
+    W = torch.zeros(3, 4)
+    W[0, 0] = 1.0
+    W[1, 0] = -1.0
+    b = torch.tensor([0.0, 0.0, -100.0])  # class 2 never wins
+    ci = probe.classification_images(Linear(W, b), stimuli.WhiteNoise((4,), "gaussian"), 5000,
+                                     seed=0, progress=False)
+    assert ci.count[2] == 0
+    assert torch.isnan(ci.mean[2]).all()
+    assert torch.isfinite(ci.mean[:2]).all()
+
+
+def test_confidence_weighting_known_answer():
+    """Constant logits over 4 classes: max softmax is 1/4, so the weighted mean is 1/4 of the plain one."""
+    W = torch.zeros(4, 9)
+    b = torch.tensor([1.0, 1.0, 1.0, 1.0])  # ties: argmax picks class 0
+    noise = stimuli.WhiteNoise((9,))
+    plain = probe.classification_images(Linear(W, b), noise, 3000, seed=0, progress=False)
+    conf = probe.classification_images(Linear(W, b), noise, 3000, seed=0, progress=False,
+                                       weighting="confidence")
+    assert torch.equal(plain.count, conf.count)
+    assert torch.allclose(conf.mean[0], plain.mean[0] / 4, atol=1e-12)
+
+
+def test_num_classes_given_and_checked():
+    model = Linear(torch.randn(3, 4))
+    noise = stimuli.WhiteNoise((4,))
+    ci = probe.classification_images(model, noise, 100, seed=0, progress=False, num_classes=3)
+    assert ci.num_classes == 3
+    with pytest.raises(ValueError, match="num_classes"):
+        probe.classification_images(model, noise, 100, seed=0, progress=False, num_classes=5)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(stimulus=stimuli.WhiteNoise((5,))), "rejected stimuli of shape"),
+    (dict(model=lambda x: x.reshape(len(x), 2, 2)), "output must be"),
+    (dict(model=lambda x: torch.full((len(x), 3), float("nan"))), "non-finite"),
+    (dict(model=lambda x: (x, x)), "tensor of logits"),
+    (dict(n_samples=0), "n_samples"),
+    (dict(n_samples=2.5), "n_samples"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(weighting="softmax"), "weighting"),
+    (dict(shard=(2, 2)), "shard"),
+])
+def test_bad_input_gives_clear_value_error(bad, match):
+    args = dict(model=Linear(torch.randn(3, 4)), stimulus=stimuli.WhiteNoise((4,)), n_samples=100,
+                seed=0, progress=False)
+    args.update(bad)
+    with pytest.raises(ValueError, match=match):
+        probe.classification_images(**args)
+
+
+def test_model_training_flag_is_restored():
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Dropout(0.5), torch.nn.Linear(4, 3))
+    model.train()
+    a = probe.classification_images(model, stimuli.WhiteNoise((4,)), 2000, seed=0, progress=False)
+    b = probe.classification_images(model, stimuli.WhiteNoise((4,)), 2000, seed=0, progress=False)
+    assert torch.equal(a.sums, b.sums)  # dropout was off during probing
+    assert model.training
+
+
+def test_template_accuracy_known_answers():
+    gen = torch.Generator().manual_seed(0)
+    templates = torch.rand(5, 1, 6, 6, generator=gen)
+    labels = torch.arange(5).repeat(4)
+    images = templates[labels] * torch.linspace(0.5, 3.0, 20)[:, None, None, None]  # scale-free
+    acc, conf = probe.template_accuracy(templates, images, labels)
+    assert acc == 1.0 and torch.equal(conf, torch.diag(torch.full((5,), 4)))
+    # an empty (NaN) template is never chosen; its class is always wrong
+    t2 = templates.clone()
+    t2[3] = float("nan")
+    acc2, conf2 = probe.template_accuracy(t2, images, labels)
+    assert conf2[:, 3].sum() == 0 and acc2 == pytest.approx(16 / 20)
+    assert int(conf2.sum()) == 20
+    # cosine, not dot product: a template scaled up does not win more often
+    t3 = templates.clone()
+    t3[0] *= 100
+    assert probe.template_accuracy(t3, images, labels)[0] == 1.0
+    with pytest.raises(ValueError):
+        probe.template_accuracy(templates, images[:, :, :5], labels)
+
+
+def test_minmax_and_assigned_classes():
+    maps = torch.tensor([[[2.0, 4.0], [6.0, 10.0]], [[float("nan")] * 2] * 2])
+    mm = probe.minmax(maps)
+    assert torch.allclose(mm[0], torch.tensor([[0.0, 0.25], [0.5, 1.0]], dtype=torch.float64))
+    assert torch.isnan(mm[1]).all()
+    W = torch.tensor([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+    own = probe.assigned_classes(Linear(W), torch.stack([torch.tensor([[0.0, 1.0], [0, 0]]),
+                                                         maps[1].float()]))
+    assert own.tolist() == [1, -1]
+
+
+def test_class_means():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 20.0]])
+    y = torch.tensor([0, 0, 1])
+    assert probe.class_means(x, y).tolist() == [[2.0, 3.0], [10.0, 20.0]]

@@ -1,0 +1,98 @@
+"""Figure helpers shared by the notebooks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+__all__ = ["map_grid", "confusion_matrices", "save", "setup"]
+
+
+def setup() -> None:
+    """Deterministic figure output (fixed SVG hash salt, no dates)."""
+    matplotlib.rcParams["svg.hashsalt"] = "wna"
+    matplotlib.rcParams["figure.dpi"] = 100
+    matplotlib.rcParams["savefig.bbox"] = "tight"
+
+
+def _np(x) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().to(torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def _as_image(m: np.ndarray) -> np.ndarray:
+    if m.ndim == 3 and m.shape[0] in (1, 3):
+        m = np.moveaxis(m, 0, -1)
+    if m.ndim == 3 and m.shape[-1] == 1:
+        m = m[..., 0]
+    return m
+
+
+def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: bool = True,
+             size: float = 1.8, suptitle: str | None = None):
+    """Show maps ``(K, [C,] H, W)`` in a grid, each min-max normalised unless told not to.
+
+    A map that is all NaN (a class that received no stimulus) is drawn blank
+    with "no samples".
+    """
+    maps = _np(maps)
+    k = maps.shape[0]
+    nrows = math.ceil(k / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(suptitle)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= k:
+            ax.axis("off")
+            continue
+        m = _as_image(maps[i])
+        if np.isnan(m).all():
+            ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes, fontsize=8)
+        else:
+            if normalize:
+                lo, hi = np.nanmin(m), np.nanmax(m)
+                m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
+            ax.imshow(m, cmap=None if m.ndim == 3 else cmap, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrices(results, class_names=None, size: float = 3.0):
+    """One heat map per ``(name, accuracy, confusion)``, rows true, columns predicted."""
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.4), squeeze=False)
+    for ax, (name, acc, conf) in zip(axes.flat, results):
+        c = _np(conf)
+        rows = c.sum(1, keepdims=True)
+        frac = np.divide(c, rows, out=np.zeros_like(c), where=rows > 0)
+        ax.imshow(frac, cmap="viridis", vmin=0, vmax=1)
+        ax.set_title(f"{name}\nacc {100 * acc:.1f}%", fontsize=9)
+        ticks = range(c.shape[0])
+        labels = class_names or [str(t) for t in ticks]
+        ax.set_xticks(list(ticks), labels, fontsize=7)
+        ax.set_yticks(list(ticks), labels, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def save(fig, path) -> Path:
+    """Save a figure deterministically (no date metadata)."""
+    setup()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"Date": None} if path.suffix in (".svg", ".pdf") else {}
+    fig.savefig(path, metadata=meta)
+    return path

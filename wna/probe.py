@@ -1,0 +1,352 @@
+"""Classification images: the mean stimulus per predicted class.
+
+The probe streams seeded batches of stimuli through a model, assigns each
+stimulus to the class the model predicts (argmax of the logits; for a single
+output column, class 1 when the logit is > 0) and accumulates, per class, the
+float64 sum of the stimuli and their count. Memory does not grow with the
+number of stimuli.
+
+Batch ``i`` draws from its own generator seeded from ``(seed, i)``, so any
+split of the batches between shards or processes merges into exactly the
+result of one process (counts equal, means equal up to float64 rounding).
+
+Unlike the authors' code, a class that receives no stimulus has a NaN mean
+(not 0), and class means are ratios of global sums and counts (not averages
+of per-batch means, which bias classes that are rare in a batch).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+__all__ = [
+    "ClassificationImages",
+    "classification_images",
+    "batch_generator",
+    "predict",
+    "template_accuracy",
+    "minmax",
+    "class_means",
+    "assigned_classes",
+]
+
+WEIGHTINGS = ("none", "confidence")
+
+
+@dataclass
+class ClassificationImages:
+    """Sums and counts of stimuli per predicted class.
+
+    ``sums``: float64 ``(C, *shape)``; ``count``: int64 ``(C,)``; ``n``: total
+    stimuli seen; ``weighting``: ``"none"`` or ``"confidence"`` (each stimulus
+    multiplied by its max softmax probability before summing, the authors'
+    variant; the mean is still divided by the count).
+    """
+
+    sums: torch.Tensor
+    count: torch.Tensor
+    n: int
+    weighting: str = "none"
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.count.shape[0])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.sums.shape[1:])
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Mean stimulus per class, float64 ``(C, *shape)``; NaN where count == 0."""
+        c = self.count.to(torch.float64).reshape(-1, *([1] * len(self.shape)))
+        m = self.sums / c
+        m[self.count == 0] = float("nan")
+        return m
+
+    @property
+    def frequency(self) -> torch.Tensor:
+        """Fraction of stimuli assigned to each class."""
+        return self.count.to(torch.float64) / max(self.n, 1)
+
+    def merge(self, other: "ClassificationImages") -> "ClassificationImages":
+        """Combine the results of two disjoint shards (exact: sums and counts add)."""
+        if not isinstance(other, ClassificationImages):
+            raise TypeError(f"cannot merge with {type(other).__name__}")
+        if self.sums.shape != other.sums.shape:
+            raise ValueError(f"cannot merge maps of shape {tuple(self.sums.shape)} "
+                             f"and {tuple(other.sums.shape)}")
+        if self.weighting != other.weighting:
+            raise ValueError(f"cannot merge weighting {self.weighting!r} with {other.weighting!r}")
+        meta = dict(self.meta)
+        meta["batches"] = sorted(set(self.meta.get("batches", [])) | set(other.meta.get("batches", [])))
+        return ClassificationImages(self.sums + other.sums, self.count + other.count,
+                                    self.n + other.n, self.weighting, meta)
+
+    def save(self, path) -> None:
+        """Save to ``path`` (written atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({"sums": self.sums, "count": self.count, "n": self.n,
+                    "weighting": self.weighting, "meta": self.meta, "format": 1}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> "ClassificationImages":
+        d = torch.load(Path(path), map_location="cpu", weights_only=False)
+        return cls(d["sums"], d["count"], int(d["n"]), d["weighting"], d.get("meta", {}))
+
+    def __repr__(self) -> str:
+        return (f"ClassificationImages(n={self.n}, classes={self.num_classes}, shape={self.shape}, "
+                f"weighting={self.weighting!r}, count={self.count.tolist()})")
+
+
+def batch_generator(seed: int, index: int, device="cpu") -> torch.Generator:
+    """The generator of batch ``index`` under ``seed``: independent streams per (seed, index)."""
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return g
+
+
+def _classes(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Predicted classes and the number of classes from a batch of model outputs."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:
+        return (logits > 0).long(), 2
+    return logits.argmax(1), int(logits.shape[1])
+
+
+def _confidence(logits: torch.Tensor) -> torch.Tensor:
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:  # binary observer: probability of the chosen class
+        p = torch.sigmoid(logits.double())
+        return torch.maximum(p, 1 - p)
+    return torch.softmax(logits.double(), dim=1).amax(1)
+
+
+def _check_output(out, batch: int, shape) -> torch.Tensor:
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the model must return a tensor of logits, got {type(out).__name__}"
+                         " (read inner activations with wna.models.record instead of returning tuples)")
+    if out.ndim not in (1, 2) or out.shape[0] != batch:
+        raise ValueError(f"model output must be (B,), (B, 1) or (B, C) for a batch of B={batch} "
+                         f"stimuli of shape {tuple(shape)}; got {tuple(out.shape)}")
+    if out.ndim == 2 and out.shape[1] < 1:
+        raise ValueError("model output has no class column")
+    if not torch.isfinite(out).all():
+        raise ValueError("the model returned non-finite outputs (NaN or inf)")
+    return out
+
+
+def predict(model: Callable, x: torch.Tensor, shape=None) -> torch.Tensor:
+    """Model outputs for a batch, with clear errors for bad shapes or outputs."""
+    try:
+        out = model(x)
+    except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+        raise ValueError(f"the model rejected stimuli of shape {tuple(x.shape[1:])} "
+                         f"(batch {tuple(x.shape)}): {exc}") from exc
+    return _check_output(out, x.shape[0], x.shape[1:] if shape is None else shape)
+
+
+@contextlib.contextmanager
+def _eval_mode(model):
+    was = getattr(model, "training", None)
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        yield
+    finally:
+        if isinstance(model, torch.nn.Module) and was:
+            model.train(was)
+
+
+def _dist():
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def classification_images(model: Callable, stimulus, n_samples: int, batch_size: int = 4096,
+                          seed: int = 0, device="cpu", weighting: str = "none",
+                          progress: bool = True, num_classes: int | None = None,
+                          shard: tuple[int, int] | None = None) -> ClassificationImages:
+    """Classification images of ``model`` under ``stimulus`` (Fig. 2 of the paper).
+
+    Parameters
+    ----------
+    model: maps a batch ``(B, *stimulus.shape)`` to logits ``(B, C)``; a single
+        output ``(B,)`` or ``(B, 1)`` is a binary observer (class 1 when > 0).
+        A :class:`torch.nn.Module` is moved to ``device`` and run in eval mode
+        (its training flag is restored afterwards).
+    stimulus: a generator with ``.shape`` and ``.sample(n, generator)``, e.g.
+        :class:`wna.stimuli.WhiteNoise`.
+    n_samples: number of stimuli, >= 1; batch ``i`` holds stimuli
+        ``[i * batch_size, (i + 1) * batch_size)``.
+    seed: batch ``i`` draws from :func:`batch_generator` ``(seed, i)``.
+    weighting: ``"none"`` (mean stimulus per predicted class) or
+        ``"confidence"`` (each stimulus weighted by its max softmax probability,
+        the authors' variant).
+    num_classes: read from the first batch unless given.
+    shard: ``(k, K)`` processes only the batches ``i`` with ``i % K == k``; the
+        K shard results :meth:`~ClassificationImages.merge` into the full one.
+        Under an initialised ``torch.distributed`` process group the batches
+        are split between the ranks the same way, sums and counts are
+        all-reduced and every rank returns the full result.
+    """
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    if not hasattr(stimulus, "sample") or not hasattr(stimulus, "shape"):
+        raise ValueError("stimulus must have .shape and .sample(n, generator)")
+    shape = tuple(stimulus.shape)
+    device = torch.device(device)
+    n_samples, batch_size = int(n_samples), int(batch_size)
+    n_batches = math.ceil(n_samples / batch_size)
+
+    rank, world = _dist()
+    distributed = world > 1
+    if shard is not None:
+        if distributed:
+            raise ValueError("pass either shard=... or run under torch.distributed, not both")
+        k, K = shard
+        if not (0 <= k < K):
+            raise ValueError(f"shard must be (k, K) with 0 <= k < K, got {shard}")
+        rank, world = int(k), int(K)
+    mine = range(rank, n_batches, world)
+
+    if isinstance(model, torch.nn.Module):
+        model.to(device)
+
+    sums = None
+    count = None
+    seen = 0
+    with _eval_mode(model), torch.inference_mode():
+        if num_classes is None and len(mine) == 0:
+            # This rank has no batch: read the class count from one stimulus.
+            probe_x = stimulus.sample(1, batch_generator(seed, 0, device))
+            _, num_classes = _classes(predict(model, probe_x, shape))
+        bar = tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine),
+                   unit="img", unit_scale=True, desc="probe", disable=not progress,
+                   dynamic_ncols=True, leave=False)
+        with bar:
+            for i in mine:
+                b = min(batch_size, n_samples - i * batch_size)
+                x = stimulus.sample(b, batch_generator(seed, i, device))
+                logits = predict(model, x, shape)
+                pred, c = _classes(logits)
+                if sums is None:
+                    if num_classes is None:
+                        num_classes = c
+                    elif num_classes != c:
+                        raise ValueError(f"num_classes={num_classes} but the model outputs {c} classes")
+                    sums = torch.zeros((num_classes, *shape), dtype=torch.float64, device=device)
+                    count = torch.zeros(num_classes, dtype=torch.int64, device=device)
+                xs = x.reshape(b, -1).to(torch.float64)
+                if weighting == "confidence":
+                    xs.mul_(_confidence(logits).to(device).unsqueeze(1))
+                sums.view(num_classes, -1).index_add_(0, pred.to(device), xs)
+                count += torch.bincount(pred.to(device), minlength=num_classes)
+                seen += b
+                bar.update(b)
+    if sums is None:
+        sums = torch.zeros((num_classes, *shape), dtype=torch.float64, device=device)
+        count = torch.zeros(num_classes, dtype=torch.int64, device=device)
+
+    meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
+            "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches))}
+    if distributed:
+        import torch.distributed as dist
+        total = torch.tensor([seen], dtype=torch.int64, device=device)
+        dist.all_reduce(sums)
+        dist.all_reduce(count)
+        dist.all_reduce(total)
+        seen = int(total.item())
+    return ClassificationImages(sums.cpu(), count.cpu(), seen, weighting, meta)
+
+
+def minmax(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each map to [0, 1] (the paper's display; NaN maps stay NaN)."""
+    m = maps.reshape(maps.shape[0], -1).to(torch.float64)
+    lo = m.amin(1, keepdim=True)
+    hi = m.amax(1, keepdim=True)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return ((m - lo) / span).reshape(maps.shape)
+
+
+def template_accuracy(templates: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
+                      ) -> tuple[float, torch.Tensor]:
+    """Classify images by their most similar template (Fig. 2C, 3B, 5).
+
+    The authors' rule: templates ``(C, *shape)`` and images ``(N, *shape)`` are
+    flattened and L2-normalised, and each image gets the class whose template
+    has the largest dot product with it (cosine similarity, no mean
+    subtraction). A template containing NaN (a class that received no
+    stimulus) is never chosen.
+
+    Returns the accuracy in [0, 1] and the confusion matrix ``(C, C)`` of
+    counts, rows true class, columns predicted class.
+    """
+    templates = torch.as_tensor(templates)
+    images = torch.as_tensor(images)
+    labels = torch.as_tensor(labels).long()
+    C = templates.shape[0]
+    t = templates.reshape(C, -1).to(torch.float64)
+    x = images.reshape(images.shape[0], -1).to(torch.float64)
+    if t.shape[1] != x.shape[1]:
+        raise ValueError(f"templates have {t.shape[1]} values each, images {x.shape[1]}")
+    if labels.shape != (x.shape[0],):
+        raise ValueError(f"labels must be ({x.shape[0]},), got {tuple(labels.shape)}")
+    if labels.numel() and (labels.min() < 0 or labels.max() >= C):
+        raise ValueError(f"labels must lie in [0, {C})")
+    valid = torch.isfinite(t).all(1)
+    if not valid.any():
+        raise ValueError("every template is empty (NaN)")
+    t = torch.where(valid[:, None], t, torch.zeros_like(t))
+    t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    scores = x @ t.T
+    scores[:, ~valid] = -math.inf
+    pred = scores.argmax(1)
+    confusion = torch.zeros((C, C), dtype=torch.int64)
+    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    acc = float((pred == labels).double().mean()) if labels.numel() else float("nan")
+    return acc, confusion
+
+
+def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates)."""
+    labels = torch.as_tensor(labels).long()
+    C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    x = torch.as_tensor(images).reshape(len(labels), -1).to(torch.float64)
+    sums = torch.zeros((C, x.shape[1]), dtype=torch.float64).index_add_(0, labels, x)
+    counts = torch.bincount(labels, minlength=C).to(torch.float64)[:, None]
+    return (sums / counts).reshape(C, *images.shape[1:])
+
+
+@torch.inference_mode()
+def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
+    """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
+    maps = torch.as_tensor(maps)
+    valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)
+    out = torch.full((maps.shape[0],), -1, dtype=torch.int64)
+    if valid.any():
+        with _eval_mode(model):
+            logits = predict(model, maps[valid].to(torch.float32))
+        out[valid] = _classes(logits)[0].cpu()
+    return out

@@ -1,0 +1,144 @@
+"""The notebook runner: jupytext ``.py`` -> papermill -> ``book/executed/``.
+
+``run_notebooks(["fig02_mnist_bias_maps"], profile="ci")`` converts each
+notebook, executes it with the profile's parameters (plus overrides) and
+writes ``book/executed/<name>.ipynb``. The run's parameters, profile, package
+versions and wall time are stored in the notebook's metadata (``wna``) and in
+``book/executed/<name>.run.json``; the parameters cells are tagged
+``remove-cell`` so the book shows prose, code and results only.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import yaml
+
+__all__ = ["PROFILES", "project_root", "find_notebooks", "load_profile", "run_notebook",
+           "run_notebooks", "NotebookFailed"]
+
+PROFILES = ("smoke", "ci", "paper")
+VERSIONED = ("wna", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill",
+             "jupytext", "myst-nb", "jupyter-book")
+
+
+class NotebookFailed(RuntimeError):
+    """A notebook raised while executing."""
+
+
+def project_root() -> Path:
+    """The folder holding ``notebooks/`` (the repository root)."""
+    here = Path.cwd()
+    for p in (here, *here.parents):
+        if (p / "notebooks" / "profiles").is_dir():
+            return p
+    pkg_root = Path(__file__).resolve().parent.parent
+    if (pkg_root / "notebooks").is_dir():
+        return pkg_root
+    raise FileNotFoundError("no notebooks/profiles/ folder here or above; run from the project root")
+
+
+def find_notebooks(names=(), root: Path | None = None) -> list[Path]:
+    """The notebooks named (stem, file name or path); all of them when none."""
+    root = root or project_root()
+    folder = root / "notebooks"
+    every = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    if not names:
+        return every
+    out = []
+    for name in names:
+        p = Path(name)
+        candidates = [p, root / p, folder / p.name, folder / f"{p.stem}.py"]
+        hit = next((c for c in candidates if c.suffix == ".py" and c.is_file()), None)
+        if hit is None:
+            known = ", ".join(q.stem for q in every)
+            raise FileNotFoundError(f"no notebook {name!r} in {folder} (known: {known})")
+        out.append(hit.resolve())
+    return out
+
+
+def load_profile(profile: str, root: Path | None = None) -> dict:
+    """``{notebook stem: {parameter: value}}`` of a profile."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    root = root or project_root()
+    path = root / "notebooks" / "profiles" / f"{profile}.yml"
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _versions() -> dict:
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for name in VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _hide_parameters(nb) -> None:
+    for cell in nb.cells:
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if ("parameters" in tags or "injected-parameters" in tags) and "remove-cell" not in tags:
+            tags.append("remove-cell")
+
+
+def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
+                 out_dir: Path | None = None, root: Path | None = None,
+                 progress: bool = True) -> Path:
+    """Execute one notebook; return the executed ``.ipynb`` path."""
+    import jupytext
+    import nbformat
+    import papermill
+
+    root = root or project_root()
+    path = Path(path)
+    out_dir = Path(out_dir) if out_dir else root / "book" / "executed"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    params = dict(load_profile(profile, root).get(path.stem) or {})
+    params.update(overrides or {})
+    params["profile"] = profile
+
+    nb = jupytext.read(path)
+    if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
+        raise ValueError(f"{path.name} has no cell tagged 'parameters'")
+    src = out_dir / f".{path.stem}.src.ipynb"
+    out = out_dir / f"{path.stem}.ipynb"
+    nbformat.write(nb, src)
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3",
+                                   cwd=str(root), progress_bar=progress, log_output=False)
+    except papermill.PapermillExecutionError as exc:
+        raise NotebookFailed(f"{path.name} failed at profile {profile!r} (see {out}):\n"
+                             f"{exc.ename}: {exc.evalue}") from exc
+    finally:
+        src.unlink(missing_ok=True)
+    wall = time.perf_counter() - t0
+    record = {"notebook": path.name, "profile": profile, "parameters": params,
+              "wall_seconds": round(wall, 2), "versions": _versions(),
+              "finished": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    done = nbformat.read(out, as_version=4)
+    _hide_parameters(done)
+    done.metadata["wna"] = record
+    nbformat.write(done, out)
+    (out_dir / f"{path.stem}.run.json").write_text(json.dumps(record, indent=2) + "\n")
+    return out
+
+
+def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
+                  out_dir: Path | None = None, progress: bool = True) -> list[Path]:
+    """Execute notebooks in order; stop at the first that fails."""
+    root = project_root()
+    outs = []
+    for nb in find_notebooks(names, root):
+        t0 = time.perf_counter()
+        print(f"[wna run] {nb.name} (profile {profile})", file=sys.stderr, flush=True)
+        outs.append(run_notebook(nb, profile, overrides, out_dir, root, progress))
+        print(f"[wna run] {nb.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return outs
