@@ -105,6 +105,9 @@ def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
     params["profile"] = profile
 
     nb = jupytext.read(path)
+    nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"})
+    nb.metadata.setdefault("language_info", {"name": "python"})
     if not any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb.cells):
         raise ValueError(f"{path.name} has no cell tagged 'parameters'")
     src = out_dir / f".{path.stem}.src.ipynb"
