@@ -5,7 +5,6 @@ VENV ?= .venv
 PROFILE ?= ci
 export WNA_DATA ?= data
 export WNA_CACHE ?= $(CURDIR)/.cache/wna
-export MPLBACKEND ?= Agg
 
 STAMP := $(VENV)/.installed
 

@@ -11,6 +11,7 @@ versions and wall time are stored in the notebook's metadata (``wna``) and in
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -114,6 +115,9 @@ def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
     out = out_dir / f"{path.stem}.ipynb"
     nbformat.write(nb, src)
     t0 = time.perf_counter()
+    # Figures must render inline whatever backend the caller's environment names.
+    saved_backend = os.environ.get("MPLBACKEND")
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     try:
         papermill.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3",
                                    cwd=str(root), progress_bar=progress, log_output=False)
@@ -122,6 +126,10 @@ def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
                              f"{exc.ename}: {exc.evalue}") from exc
     finally:
         src.unlink(missing_ok=True)
+        if saved_backend is None:
+            os.environ.pop("MPLBACKEND", None)
+        else:
+            os.environ["MPLBACKEND"] = saved_backend
     wall = time.perf_counter() - t0
     record = {"notebook": path.name, "profile": profile, "parameters": params,
               "wall_seconds": round(wall, 2), "versions": _versions(),
