@@ -100,8 +100,11 @@ glue("profile", profile, display=False)
 glue("cnn_top_class", top, display=False)
 glue("cnn_top_matches", "yes" if top == PAPER["cnn_top_class"] else "no", display=False)
 glue("cnn_top_frac", round(100 * top_frac, 1), display=False)
-glue("cnn_empty", int((cis["cnn"].count == 0).sum()), display=False)
-glue("logreg_empty", int((cis["logreg"].count == 0).sum()), display=False)
+for name, ci in cis.items():
+    # a class without a map can never be predicted: the template accuracy is capped
+    cap = float((ci.count[y_test] > 0).double().mean())
+    glue(f"{name}_empty", int((ci.count == 0).sum()), display=False)
+    glue(f"{name}_maps_cap", round(100 * cap, 1), display=False)
 own_cnn = probe.assigned_classes(cnn, maps["cnn"])
 glue("cnn_maps_self_correct", int((own_cnn == torch.arange(10)).sum()), display=False)
 

@@ -2,6 +2,8 @@
 
     wna run [NOTEBOOK ...] --profile {smoke,ci,paper} [-p NAME VALUE ...]
     wna list
+    wna probe --model mnist_cnn --n 1000000 --out maps.pt      (also under torchrun)
+    wna bench probe
 """
 
 from __future__ import annotations
@@ -27,7 +29,65 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
 
     sub.add_parser("list", help="list the notebooks")
+
+    pr = sub.add_parser("probe", help="classification images of a zoo model under U[0,1] noise; "
+                        "under torchrun the ranks split the batches")
+    pr.add_argument("--model", default="mnist_cnn", help="zoo model name")
+    pr.add_argument("--epochs", type=int, default=None, help="training epochs of the zoo model")
+    pr.add_argument("--n", type=int, default=1_000_000, help="number of noise images")
+    pr.add_argument("--batch-size", type=int, default=4096)
+    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--weighting", default="none", choices=["none", "confidence"])
+    pr.add_argument("--device", default="cpu")
+    pr.add_argument("--out", default=None, help="save the result here (.pt)")
+    pr.add_argument("--no-progress", action="store_true")
+
+    b = sub.add_parser("bench", help="benchmarks (they print figures)")
+    b.add_argument("what", choices=["probe"])
+    b.add_argument("--n", type=int, default=200_000, help="noise images for the probe timing")
+    b.add_argument("--n-ref", type=int, default=50_000, help="noise images for the reference loop")
+    b.add_argument("--epochs", type=int, default=4)
+    b.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs")
+    b.add_argument("--json", default=None, help="also write the figures here")
     return p
+
+
+def _probe(args) -> int:
+    import os
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    from . import probe, stimuli, zoo
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if args.device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        if args.device.startswith("cuda"):
+            args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(args.device)
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    try:
+        config = {} if args.epochs is None else {"epochs": args.epochs}
+        model = zoo.load(args.model, progress=rank == 0 and not args.no_progress, **config)
+        t = time.perf_counter()
+        ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n,
+                                         batch_size=args.batch_size, seed=args.seed, device=args.device,
+                                         weighting=args.weighting,
+                                         progress=rank == 0 and not args.no_progress)
+        wall = time.perf_counter() - t
+        if rank == 0:
+            print(f"{ci.n:,} stimuli in {wall:.1f} s ({ci.n / wall:,.0f} img/s) on {world} process(es)")
+            print("count per class:", ci.count.tolist())
+            if args.out:
+                ci.save(args.out)
+                print("saved", args.out)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
 
 
 def main(argv=None) -> int:
@@ -36,6 +96,13 @@ def main(argv=None) -> int:
         if args.cmd == "list":
             for nb in runner.find_notebooks():
                 print(nb.stem)
+            return 0
+        if args.cmd == "probe":
+            return _probe(args)
+        if args.cmd == "bench":
+            from . import bench
+            bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
+                              out=args.json)
             return 0
         if args.cmd == "run":
             overrides = {k: yaml.safe_load(v) for k, v in args.parameter}

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MnistCNN", "LogisticRegression", "build", "record", "ARCHITECTURES"]
+__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "build", "record", "ARCHITECTURES"]
 
 
 class MnistCNN(nn.Module):
@@ -50,9 +50,50 @@ class LogisticRegression(nn.Module):
         return self.linear(x.flatten(1))
 
 
+class MLP(nn.Module):
+    """Two-layer perceptron (the paper's Fig. 13): 784 -> 1000 (ReLU) -> 10.
+
+    Layer names: ``fc1`` (pre-ReLU hidden), ``fc2`` (logits).
+    """
+
+    def __init__(self, in_features: int = 784, hidden: int = 1000, num_classes: int = 10):
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.relu(self.fc1(x.flatten(1))))
+
+
+class RNN(nn.Module):
+    """The paper's RNN (Fig. 10): 2-layer tanh RNN, hidden 100, the 28 image rows as time steps,
+    a linear read-out of the last step.
+
+    Layer names: ``rnn`` (its output is the tuple ``(outputs, h_n)``), ``fc`` (logits).
+    """
+
+    def __init__(self, input_dim: int = 28, hidden: int = 100, layers: int = 2, num_classes: int = 10):
+        super().__init__()
+        self.rnn = nn.RNN(input_dim, hidden, layers, batch_first=True, nonlinearity="tanh")
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        seq = x.reshape(x.shape[0], -1, self.rnn.input_size)  # (B, rows, columns)
+        out, _ = self.rnn(seq)
+        return self.fc(out[:, -1])
+
+
+def _binary_cnn(**kwargs) -> MnistCNN:
+    """The Fig. 10 CNN with one output logit: a binary observer (class 1 when the logit > 0)."""
+    return MnistCNN(num_classes=1, **kwargs)
+
+
 ARCHITECTURES = {
     "mnist_cnn": MnistCNN,
+    "binary_cnn": _binary_cnn,
     "logreg": LogisticRegression,
+    "mlp": MLP,
+    "rnn": RNN,
 }
 
 
@@ -83,7 +124,10 @@ def record(model: nn.Module, *names: str, detach: bool = True) -> Iterator[dict[
     handles = []
     for name in names:
         def hook(_m, _inp, output, _name=name):
-            out[_name] = output.detach() if detach else output
+            if detach:
+                output = (tuple(o.detach() for o in output) if isinstance(output, tuple)
+                          else output.detach())
+            out[_name] = output
         handles.append(modules[name].register_forward_hook(hook))
     try:
         yield out

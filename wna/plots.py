@@ -96,3 +96,41 @@ def save(fig, path) -> Path:
     meta = {"Date": None} if path.suffix in (".svg", ".pdf") else {}
     fig.savefig(path, metadata=meta)
     return path
+
+
+def binary_cells_grid(results, digits, size: float = 1.5):
+    """Fig. 1 / Fig. 12: one row per gamma of a binary experiment.
+
+    Columns: the mean stimulus of each (signal, response) cell, the mean
+    stimulus answered ``digits[1]`` minus the mean answered ``digits[0]``,
+    Eq. 1 on the noise alone ("*"), and Eq. 2 (correlation). ``results`` maps
+    gamma to :class:`wna.probe.StimulusResponseCells`.
+    """
+    a, b = digits
+    cols = [f"{a}→{a}", f"{a}→{b}", f"{b}→{a}", f"{b}→{b}", f"t̄·{b} − t̄·{a}", "* (Eq. 1)", "corr (Eq. 2)"]
+    rows = list(results.items())
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(size * len(cols), size * len(rows) + 0.4),
+                             squeeze=False)
+    for r, (gamma, cells) in enumerate(rows):
+        m = cells.stimulus_means
+        panels = [m[0, 0], m[0, 1], m[1, 0], m[1, 1], cells.stimulus_difference,
+                  cells.classification_image, cells.correlation]
+        for c, (ax, p) in enumerate(zip(axes[r], panels)):
+            img = _as_image(_np(p))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if np.isnan(img).all():
+                ax.text(0.5, 0.5, "no trials", ha="center", va="center", transform=ax.transAxes, fontsize=7)
+            elif c < 4:
+                ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            else:
+                lim = np.nanmax(np.abs(img)) or 1.0
+                ax.imshow(img, cmap="viridis", vmin=-lim, vmax=lim, interpolation="nearest")
+            if r == 0:
+                ax.set_title(cols[c], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(f"γ = {gamma:g}", fontsize=8)
+        n_cells = cells.count.flatten().tolist()
+        axes[r][0].set_xlabel(f"n={n_cells[0]:,}", fontsize=6)
+    fig.tight_layout()
+    return fig

@@ -36,6 +36,8 @@ __all__ = [
     "minmax",
     "class_means",
     "assigned_classes",
+    "StimulusResponseCells",
+    "stimulus_response_cells",
 ]
 
 WEIGHTINGS = ("none", "confidence")
@@ -179,6 +181,26 @@ def _dist():
     return 0, 1
 
 
+def _plan(n_samples, batch_size, shard):
+    """Check the sizes; the batches this process handles (shard or torch.distributed rank)."""
+    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    n_samples, batch_size = int(n_samples), int(batch_size)
+    n_batches = math.ceil(n_samples / batch_size)
+    rank, world = _dist()
+    distributed = world > 1
+    if shard is not None:
+        if distributed:
+            raise ValueError("pass either shard=... or run under torch.distributed, not both")
+        k, K = shard
+        if not (0 <= k < K):
+            raise ValueError(f"shard must be (k, K) with 0 <= k < K, got {shard}")
+        rank, world = int(k), int(K)
+    return n_samples, batch_size, n_batches, range(rank, n_batches, world), distributed
+
+
 def classification_images(model: Callable, stimulus, n_samples: int, batch_size: int = 4096,
                           seed: int = 0, device="cpu", weighting: str = "none",
                           progress: bool = True, num_classes: int | None = None,
@@ -206,29 +228,13 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         are split between the ranks the same way, sums and counts are
         all-reduced and every rank returns the full result.
     """
-    if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
-        raise ValueError(f"n_samples must be an integer >= 1, got {n_samples!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if not hasattr(stimulus, "sample") or not hasattr(stimulus, "shape"):
         raise ValueError("stimulus must have .shape and .sample(n, generator)")
     shape = tuple(stimulus.shape)
     device = torch.device(device)
-    n_samples, batch_size = int(n_samples), int(batch_size)
-    n_batches = math.ceil(n_samples / batch_size)
-
-    rank, world = _dist()
-    distributed = world > 1
-    if shard is not None:
-        if distributed:
-            raise ValueError("pass either shard=... or run under torch.distributed, not both")
-        k, K = shard
-        if not (0 <= k < K):
-            raise ValueError(f"shard must be (k, K) with 0 <= k < K, got {shard}")
-        rank, world = int(k), int(K)
-    mine = range(rank, n_batches, world)
+    n_samples, batch_size, n_batches, mine, distributed = _plan(n_samples, batch_size, shard)
 
     if isinstance(model, torch.nn.Module):
         model.to(device)
@@ -350,3 +356,174 @@ def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
             logits = predict(model, maps[valid].to(torch.float32))
         out[valid] = _classes(logits)[0].cpu()
     return out
+
+
+# --------------------------------------------------------------------------
+# Binary observers: the four stimulus-response cells, Eq. 1 and Eq. 2
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class StimulusResponseCells:
+    """Sums over the four (signal, response) cells of a binary experiment (Fig. 1).
+
+    Trial ``t = gamma * s + (1 - gamma) * n`` (Eq. 3): a signal ``s`` of class
+    0 or 1 and a noise image ``n``. ``noise_sums[s, r]`` and ``stimulus_sums[s, r]``
+    are float64 sums of ``n`` and of ``t`` over the trials with signal class
+    ``s`` and response ``r``; ``count[s, r]`` their number. ``noise_sq`` is
+    the per-pixel sum of ``n**2`` over all trials (for Eq. 2).
+    """
+
+    noise_sums: torch.Tensor
+    stimulus_sums: torch.Tensor
+    count: torch.Tensor
+    noise_sq: torch.Tensor
+    n: int
+    gamma: float
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.noise_sums.shape[2:])
+
+    def _cell_mean(self, sums: torch.Tensor) -> torch.Tensor:
+        c = self.count.to(torch.float64).reshape(2, 2, *([1] * len(self.shape)))
+        m = sums / c
+        m[self.count == 0] = float("nan")
+        return m
+
+    @property
+    def noise_means(self) -> torch.Tensor:
+        """Mean noise per cell ``(2, 2, *shape)``: the paper's n̄_sr (NaN for an empty cell)."""
+        return self._cell_mean(self.noise_sums)
+
+    @property
+    def stimulus_means(self) -> torch.Tensor:
+        """Mean stimulus ``t`` per cell ``(2, 2, *shape)`` (Fig. 1's first four columns)."""
+        return self._cell_mean(self.stimulus_sums)
+
+    @property
+    def classification_image(self) -> torch.Tensor:
+        """Eq. 1 on the noise alone: ``(n̄_01 + n̄_11) - (n̄_00 + n̄_10)`` (Fig. 1's "*" column)."""
+        m = self.noise_means
+        return (m[0, 1] + m[1, 1]) - (m[0, 0] + m[1, 0])
+
+    def _response_mean(self, sums: torch.Tensor, r: int) -> torch.Tensor:
+        c = int(self.count[:, r].sum())
+        return sums[:, r].sum(0) / c if c else torch.full(self.shape, float("nan"), dtype=torch.float64)
+
+    @property
+    def response_difference(self) -> torch.Tensor:
+        """The simplified map n̄_·1 - n̄_·0 on the noise, whatever the signal."""
+        return self._response_mean(self.noise_sums, 1) - self._response_mean(self.noise_sums, 0)
+
+    @property
+    def stimulus_difference(self) -> torch.Tensor:
+        """Mean stimulus answered 1 minus mean stimulus answered 0 (Fig. 1's fifth column)."""
+        return self._response_mean(self.stimulus_sums, 1) - self._response_mean(self.stimulus_sums, 0)
+
+    @property
+    def correlation(self) -> torch.Tensor:
+        """Eq. 2: the per-pixel Pearson correlation between the noise and the response (1 or 0)."""
+        n = float(self.n)
+        p1 = float(self.count[:, 1].sum()) / n
+        mean_n = self.noise_sums.sum((0, 1)) / n
+        mean_nr = self.noise_sums[:, 1].sum(0) / n
+        var_n = (self.noise_sq / n - mean_n ** 2).clamp_min(0)
+        sd_r = math.sqrt(p1 * (1 - p1))
+        return (mean_nr - mean_n * p1) / (var_n.sqrt() * sd_r)
+
+    @property
+    def accuracy(self) -> float:
+        """Fraction of trials whose response equals the signal class."""
+        return float(self.count[0, 0] + self.count[1, 1]) / max(self.n, 1)
+
+    def merge(self, other: "StimulusResponseCells") -> "StimulusResponseCells":
+        if self.noise_sums.shape != other.noise_sums.shape or self.gamma != other.gamma:
+            raise ValueError("can only merge results of the same shape and gamma")
+        return StimulusResponseCells(self.noise_sums + other.noise_sums,
+                                     self.stimulus_sums + other.stimulus_sums,
+                                     self.count + other.count, self.noise_sq + other.noise_sq,
+                                     self.n + other.n, self.gamma, dict(self.meta))
+
+    def save(self, path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: getattr(self, k) for k in
+                    ("noise_sums", "stimulus_sums", "count", "noise_sq", "n", "gamma", "meta")}, tmp)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path) -> "StimulusResponseCells":
+        return cls(**torch.load(Path(path), map_location="cpu", weights_only=False))
+
+
+def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_classes: torch.Tensor,
+                            noise, gamma: float, n_samples: int, batch_size: int = 4096,
+                            seed: int = 0, device="cpu", progress: bool = True,
+                            shard: tuple[int, int] | None = None) -> StimulusResponseCells:
+    """A binary classification-image experiment (Eqs. 1-3, Fig. 1).
+
+    Each trial draws a signal uniformly from ``signals`` (its class, 0 or 1,
+    from ``signal_classes``) and a noise image from ``noise``, shows the
+    observer ``t = gamma * s + (1 - gamma) * n`` and records its response
+    (class 1 when its single logit is > 0, or the argmax of two logits).
+    Seeding, sharding and ``torch.distributed`` work as in
+    :func:`classification_images`: batch ``i`` draws signals and noise from
+    :func:`batch_generator` ``(seed, i)``.
+    """
+    if not 0.0 <= float(gamma) <= 1.0:
+        raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
+    shape = tuple(noise.shape)
+    device = torch.device(device)
+    signals = torch.as_tensor(signals, dtype=torch.float32).to(device)
+    signal_classes = torch.as_tensor(signal_classes).long().to(device)
+    if tuple(signals.shape[1:]) != shape:
+        raise ValueError(f"signals have shape {tuple(signals.shape[1:])}, the noise {shape}")
+    if signal_classes.shape != (len(signals),) or len(signals) == 0:
+        raise ValueError("need one class (0 or 1) per signal, and at least one signal")
+    if not bool(((signal_classes == 0) | (signal_classes == 1)).all()):
+        raise ValueError("signal classes must be 0 or 1")
+    n_samples, batch_size, n_batches, mine, distributed = _plan(n_samples, batch_size, shard)
+    gamma = float(gamma)
+    if isinstance(model, torch.nn.Module):
+        model.to(device)
+
+    D = int(np.prod(shape))
+    noise_sums = torch.zeros((2, 2, D), dtype=torch.float64, device=device)
+    stim_sums = torch.zeros((2, 2, D), dtype=torch.float64, device=device)
+    count = torch.zeros((2, 2), dtype=torch.int64, device=device)
+    noise_sq = torch.zeros(D, dtype=torch.float64, device=device)
+    seen = 0
+    with _eval_mode(model), torch.inference_mode(), \
+            tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), unit="trial",
+                 unit_scale=True, desc=f"trials γ={gamma:g}", disable=not progress,
+                 dynamic_ncols=True, leave=False) as bar:
+        for i in mine:
+            b = min(batch_size, n_samples - i * batch_size)
+            g = batch_generator(seed, i, device)
+            idx = torch.randint(len(signals), (b,), generator=g, device=device)
+            n = noise.sample(b, g)
+            t = gamma * signals[idx] + (1.0 - gamma) * n
+            resp, c = _classes(predict(model, t, shape))
+            if c != 2:
+                raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
+            cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major
+            nf = n.reshape(b, D).to(torch.float64)
+            noise_sums.view(4, D).index_add_(0, cell, nf)
+            stim_sums.view(4, D).index_add_(0, cell, t.reshape(b, D).to(torch.float64))
+            count.view(4).add_(torch.bincount(cell, minlength=4))
+            noise_sq.add_((nf * nf).sum(0))
+            seen += b
+            bar.update(b)
+    if distributed:
+        import torch.distributed as dist
+        total = torch.tensor([seen], dtype=torch.int64, device=device)
+        for t_ in (noise_sums, stim_sums, count, noise_sq, total):
+            dist.all_reduce(t_)
+        seen = int(total.item())
+    meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
+            "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine)}
+    return StimulusResponseCells(noise_sums.reshape(2, 2, *shape).cpu(), stim_sums.reshape(2, 2, *shape).cpu(),
+                                 count.cpu(), noise_sq.reshape(shape).cpu(), seen, gamma, meta)

@@ -1,0 +1,149 @@
+"""Benchmarks of the probe (``wna bench probe``): they print figures, they never fail.
+
+Compares, in one run on this machine:
+
+* ``probe.classification_images`` on the paper's MNIST CNN with U[0,1] noise;
+* a reference loop written the way the authors' notebooks did it (batches of
+  10^4, a softmax inside the model, per-batch confidence-weighted class means
+  averaged over batches);
+* the FLOP rate both achieve, beside a same-run fp32 matmul's.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+from . import probe, stimuli
+
+__all__ = ["forward_flops", "matmul_gflops", "reference_probe", "probe_rate", "peak_rss", "bench_probe"]
+
+
+def forward_flops(model: torch.nn.Module, shape) -> int:
+    """FLOPs (2 per multiply-add) of one forward pass of one stimulus, counting conv and linear layers."""
+    macs = 0
+
+    def conv_hook(m, inp, out):
+        nonlocal macs
+        macs += out[0].numel() * (m.in_channels // m.groups) * math.prod(m.kernel_size)
+
+    def lin_hook(m, inp, out):
+        nonlocal macs
+        macs += m.in_features * m.out_features
+
+    hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    hooks += [m.register_forward_hook(lin_hook) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *shape))
+    finally:
+        for h in hooks:
+            h.remove()
+    return 2 * macs
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    """GFLOP/s of an fp32 ``n x n`` matmul on this machine now."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    a @ b
+    t = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return reps * 2 * n ** 3 / (time.perf_counter() - t) / 1e9
+
+
+@torch.no_grad()
+def reference_probe(model, n_samples: int, shape=(1, 28, 28), batch_size: int = 10_000, seed: int = 0):
+    """The authors' loop, for comparison only (it carries their biases; do not use it for maps).
+
+    Softmax inside the model, the global RNG, per-batch class means of the
+    confidence-weighted noise (a class absent from a batch contributes 0),
+    then the mean over batches.
+    """
+    torch.manual_seed(seed)
+    def net(x):
+        return F.softmax(model(x), dim=1)
+    acc = None
+    n_batches = math.ceil(n_samples / batch_size)
+    for _ in range(n_batches):
+        noise = torch.rand(batch_size, *shape)
+        h = net(noise)
+        conf, pred = h.max(1)
+        weighted = noise * conf.view(-1, *([1] * len(shape)))
+        if acc is None:
+            acc = torch.zeros(h.shape[1], *shape)
+        for k in range(h.shape[1]):
+            sel = weighted[pred == k]
+            if len(sel):
+                acc[k] += sel.mean(0)
+    return acc / n_batches
+
+
+def probe_rate(fn, n: int) -> float:
+    t = time.perf_counter()
+    fn(n)
+    return n / (time.perf_counter() - t)
+
+
+def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096) -> float:
+    """Peak resident memory (MiB) of a fresh process that probes the MNIST CNN with ``n_samples``."""
+    code = (
+        "import resource, torch\n"
+        "from wna import probe, stimuli, zoo\n"
+        f"m = zoo.load('mnist_cnn', epochs={epochs}, progress=False)\n"
+        f"probe.classification_images(m, stimuli.WhiteNoise((1, 28, 28)), {n_samples}, "
+        f"batch_size={batch_size}, seed=0, progress=False)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
+def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_size: int = 4096,
+                rss: bool = True, rss_n=(100_000, 1_000_000), out=None) -> dict:
+    """Run the probe benchmark and print its table; return the figures."""
+    from . import zoo
+
+    model = zoo.load("mnist_cnn", epochs=epochs, progress=False)
+    shape = (1, 28, 28)
+    noise = stimuli.WhiteNoise(shape)
+    flops = forward_flops(model, shape)
+    res = {"threads": torch.get_num_threads(), "torch": torch.__version__, "flops_per_image": flops}
+    res["matmul_gflops"] = matmul_gflops()
+    res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape), n_ref)
+    for w in ("none", "confidence"):
+        res[f"probe_{w}_img_s"] = probe_rate(
+            lambda k: probe.classification_images(model, noise, k, batch_size=batch_size, seed=0,
+                                                  weighting=w, progress=False), n)
+    res["ratio_confidence"] = res["probe_confidence_img_s"] / res["reference_img_s"]
+    res["ratio_none"] = res["probe_none_img_s"] / res["reference_img_s"]
+    for k in ("reference", "probe_none", "probe_confidence"):
+        res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
+    res["matmul_bound_img_s"] = res["matmul_gflops"] * 1e9 / flops
+    if rss:
+        res["peak_rss_mib"] = {str(k): peak_rss(k, epochs, batch_size) for k in rss_n}
+    lines = [
+        f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"MNIST CNN forward: {flops / 1e6:.2f} MFLOP per image",
+        f"fp32 matmul 2048^3:            {res['matmul_gflops']:8.1f} GFLOP/s "
+        f"(bound {res['matmul_bound_img_s']:,.0f} img/s)",
+        f"reference loop (authors'):     {res['reference_img_s']:8,.0f} img/s  "
+        f"{res['reference_gflops']:6.1f} GFLOP/s",
+        f"probe, weighting='none':       {res['probe_none_img_s']:8,.0f} img/s  "
+        f"{res['probe_none_gflops']:6.1f} GFLOP/s  x{res['ratio_none']:.2f} reference",
+        f"probe, weighting='confidence': {res['probe_confidence_img_s']:8,.0f} img/s  "
+        f"{res['probe_confidence_gflops']:6.1f} GFLOP/s  x{res['ratio_confidence']:.2f} reference",
+    ]
+    if rss:
+        lines.append("peak RSS: " + ", ".join(f"N={int(k):,}: {v:.0f} MiB" for k, v in res["peak_rss_mib"].items()))
+    print("\n".join(lines))
+    if out:
+        with open(out, "w") as f:
+            json.dump(res, f, indent=2)
+    return res
