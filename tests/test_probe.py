@@ -230,3 +230,36 @@ def test_class_means():
     x = torch.tensor([[1.0, 2.0], [3.0, 4.0], [10.0, 20.0]])
     y = torch.tensor([0, 0, 1])
     assert probe.class_means(x, y).tolist() == [[2.0, 3.0], [10.0, 20.0]]
+
+
+def test_fast_path_gives_the_plain_models_predictions():
+    """The channels-last chunked path must predict exactly what the plain fp32 model predicts."""
+    from wna import models
+    torch.manual_seed(0)
+    model = models.MnistCNN().eval()  # untrained: small logit gaps, many near-ties
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    fwd = probe._Forward(model, torch.device("cpu"), fast=True)
+    assert fwd.fast_model is not None
+    with torch.inference_mode():
+        for i in range(3):
+            x = noise.sample(3000, probe.batch_generator(0, i))
+            assert torch.equal(fwd(x, (1, 28, 28)).argmax(1), model(x).argmax(1))
+    fast = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=True)
+    plain = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=False)
+    assert fast.meta["fast"] and not plain.meta["fast"]
+    assert torch.equal(fast.count, plain.count)
+    assert torch.allclose(fast.sums, plain.sums, rtol=0, atol=0)  # same stimuli, same classes
+
+
+def test_fast_path_rechecks_exact_ties_with_the_plain_model():
+    from wna import models
+    model = models.MnistCNN().eval()
+    with torch.no_grad():
+        model.fc2.weight.zero_()
+        model.fc2.bias.zero_()  # every logit 0: every row is a tie
+    fwd = probe._Forward(model, torch.device("cpu"), fast=True)
+    x = torch.rand(300, 1, 28, 28)
+    with torch.inference_mode():
+        out = fwd(x, (1, 28, 28))
+    assert fwd.rechecked == 300
+    assert torch.equal(out.argmax(1), torch.zeros(300, dtype=torch.long))

@@ -181,6 +181,63 @@ def _dist():
     return 0, 1
 
 
+FAST_CHUNK = 256  # rows per forward pass on the fast CPU path (fits the caches)
+TIE_TOLERANCE = 1e-4  # relative top-2 margin below which the plain model decides
+
+
+class _Forward:
+    """Model outputs for a batch, fast where that is safe, with plain-fp32 predictions.
+
+    On the CPU, a model with 2-D convolutions runs as a channels-last copy in
+    chunks of :data:`FAST_CHUNK` rows (2-4x faster with oneDNN on small
+    chunks). Its logits differ from the plain model's only by float rounding
+    (about 1e-6 relative), so every row whose top-2 margin is below
+    :data:`TIE_TOLERANCE` x (1 + max |logit|) is recomputed with the plain
+    model: the predictions equal the plain model's. ``rechecked`` counts those
+    rows. Other models, devices or ``fast=False`` run the plain model on the
+    whole batch.
+    """
+
+    def __init__(self, model, device, fast: bool):
+        self.model = model
+        self.fast_model = None
+        self.rechecked = 0
+        if (fast and isinstance(model, torch.nn.Module) and device.type == "cpu"
+                and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())):
+            import copy
+            self.fast_model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+
+    def __call__(self, x: torch.Tensor, shape) -> torch.Tensor:
+        if self.fast_model is None or x.ndim != 4:
+            return predict(self.model, x, shape)
+        try:
+            out = torch.cat([self.fast_model(x[i:i + FAST_CHUNK].contiguous(memory_format=torch.channels_last))
+                             for i in range(0, len(x), FAST_CHUNK)])
+        except (RuntimeError, ValueError, TypeError, IndexError):
+            return predict(self.model, x, shape)  # the plain model gives the clear error
+        out = _check_output(out, len(x), shape)
+        close = _near_ties(out)
+        if close.any():
+            idx = close.nonzero()[:, 0]
+            out[idx] = predict(self.model, x[idx], shape).to(out.dtype)
+            self.rechecked += len(idx)
+        return out
+
+
+def _near_ties(logits: torch.Tensor) -> torch.Tensor:
+    """Rows whose decision could flip under float rounding of the logits."""
+    if logits.ndim == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.ndim == 1:
+        margin, scale = logits.abs(), logits.abs()
+    elif logits.shape[1] < 2:
+        return torch.zeros(len(logits), dtype=torch.bool, device=logits.device)
+    else:
+        top = logits.topk(2, dim=1).values
+        margin, scale = top[:, 0] - top[:, 1], logits.abs().amax(1)
+    return margin <= TIE_TOLERANCE * (1 + scale)
+
+
 def _plan(n_samples, batch_size, shard):
     """Check the sizes; the batches this process handles (shard or torch.distributed rank)."""
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
@@ -204,7 +261,7 @@ def _plan(n_samples, batch_size, shard):
 def classification_images(model: Callable, stimulus, n_samples: int, batch_size: int = 4096,
                           seed: int = 0, device="cpu", weighting: str = "none",
                           progress: bool = True, num_classes: int | None = None,
-                          shard: tuple[int, int] | None = None) -> ClassificationImages:
+                          shard: tuple[int, int] | None = None, fast: bool = True) -> ClassificationImages:
     """Classification images of ``model`` under ``stimulus`` (Fig. 2 of the paper).
 
     Parameters
@@ -238,6 +295,7 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
 
     if isinstance(model, torch.nn.Module):
         model.to(device)
+    forward = _Forward(model, device, fast)
 
     sums = None
     count = None
@@ -254,7 +312,7 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
             for i in mine:
                 b = min(batch_size, n_samples - i * batch_size)
                 x = stimulus.sample(b, batch_generator(seed, i, device))
-                logits = predict(model, x, shape)
+                logits = forward(x, shape)
                 pred, c = _classes(logits)
                 if sums is None:
                     if num_classes is None:
@@ -275,7 +333,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         count = torch.zeros(num_classes, dtype=torch.int64, device=device)
 
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
-            "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches))}
+            "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches)),
+            "fast": forward.fast_model is not None, "rechecked": forward.rechecked}
     if distributed:
         import torch.distributed as dist
         total = torch.tensor([seen], dtype=torch.int64, device=device)
