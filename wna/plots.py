@@ -44,7 +44,7 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     maps = _np(maps)
     k = maps.shape[0]
     nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.3 * bool(suptitle)),
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.3 * bool(suptitle)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
@@ -130,7 +130,7 @@ def binary_cells_grid(results, digits, size: float = 1.5):
                 ax.set_title(cols[c], fontsize=8)
             if c == 0:
                 ax.set_ylabel(f"γ = {gamma:g}", fontsize=8)
-        n_cells = cells.count.flatten().tolist()
-        axes[r][0].set_xlabel(f"n={n_cells[0]:,}", fontsize=6)
+        for c, n_cell in enumerate(cells.count.flatten().tolist()):  # trials per cell
+            axes[r][c].set_xlabel(f"n={n_cell:,}", fontsize=6)
     fig.tight_layout()
     return fig
