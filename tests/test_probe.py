@@ -240,12 +240,14 @@ def test_fast_path_gives_the_plain_models_predictions():
     noise = stimuli.WhiteNoise((1, 28, 28))
     fwd = probe._Forward(model, torch.device("cpu"), fast=True)
     assert fwd.fast_model is not None
-    with torch.inference_mode():
+    threads = torch.get_num_threads()
+    with torch.inference_mode(), fwd:
         for i in range(3):
             x = noise.sample(3000, probe.batch_generator(0, i))
             assert torch.equal(fwd(x, (1, 28, 28)).argmax(1), model(x).argmax(1))
     fast = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=True)
     plain = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=False)
+    assert torch.get_num_threads() == threads  # restored
     assert fast.meta["fast"] and not plain.meta["fast"]
     assert torch.equal(fast.count, plain.count)
     assert torch.allclose(fast.sums, plain.sums, rtol=0, atol=0)  # same stimuli, same classes

@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                         "under torchrun the ranks split the batches")
     pr.add_argument("--model", default="mnist_cnn", help="zoo model name")
     pr.add_argument("--epochs", type=int, default=None, help="training epochs of the zoo model")
-    pr.add_argument("--n", type=int, default=1_000_000, help="number of noise images")
+    pr.add_argument("--n-samples", type=int, default=1_000_000, help="number of noise images")
     pr.add_argument("--batch-size", type=int, default=4096)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--weighting", default="none", choices=["none", "confidence"])
@@ -73,7 +73,7 @@ def _probe(args) -> int:
         config = {} if args.epochs is None else {"epochs": args.epochs}
         model = zoo.load(args.model, progress=rank == 0 and not args.no_progress, **config)
         t = time.perf_counter()
-        ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n,
+        ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n_samples,
                                          batch_size=args.batch_size, seed=args.seed, device=args.device,
                                          weighting=args.weighting,
                                          progress=rank == 0 and not args.no_progress)
