@@ -44,3 +44,29 @@ def test_two_gloo_ranks_equal_single_process(tmp_path):
         assert torch.equal(r.count, single.count)
         ok = single.count > 0
         assert torch.allclose(r.mean[ok], single.mean[ok], rtol=0, atol=1e-12)
+
+
+def test_torchrun_cli_equals_single_process(tmp_path, mnist_available):
+    """`torchrun --nproc_per_node=2 -m wna probe` gives the single-process result."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["probe", "--model", "mnist_cnn", "--epochs", "1", "--n-train", "500",
+            "--n-samples", "20000", "--batch-size", "1000", "--seed", "3", "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    single = subprocess.run([sys.executable, "-m", "wna", *args, "--out", str(tmp_path / "one.pt")],
+                            capture_output=True, text=True, env=env, timeout=600)
+    assert single.returncode == 0, single.stderr[-2000:]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    multi = subprocess.run([str(torchrun), "--nproc_per_node=2", f"--master_port={_free_port()}", "-m", "wna",
+                            *args, "--out", str(tmp_path / "two.pt")],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert multi.returncode == 0, multi.stderr[-2000:]
+    assert "on 2 process(es)" in multi.stdout
+    one = probe.ClassificationImages.load(tmp_path / "one.pt")
+    two = probe.ClassificationImages.load(tmp_path / "two.pt")
+    assert one.n == two.n == 20000
+    assert torch.equal(one.count, two.count)
+    ok = one.count > 0
+    assert torch.allclose(one.mean[ok], two.mean[ok], rtol=0, atol=1e-12)

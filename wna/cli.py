@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
                         "under torchrun the ranks split the batches")
     pr.add_argument("--model", default="mnist_cnn", help="zoo model name")
     pr.add_argument("--epochs", type=int, default=None, help="training epochs of the zoo model")
+    pr.add_argument("--n-train", type=int, default=None, help="train the zoo model on the first N images")
     pr.add_argument("--n-samples", type=int, default=1_000_000, help="number of noise images")
     pr.add_argument("--batch-size", type=int, default=4096)
     pr.add_argument("--seed", type=int, default=0)
@@ -70,7 +71,7 @@ def _probe(args) -> int:
             torch.cuda.set_device(args.device)
     rank = dist.get_rank() if dist.is_initialized() else 0
     try:
-        config = {} if args.epochs is None else {"epochs": args.epochs}
+        config = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
         model = zoo.load(args.model, progress=rank == 0 and not args.no_progress, **config)
         t = time.perf_counter()
         ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n_samples,
