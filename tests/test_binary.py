@@ -135,3 +135,19 @@ def test_bad_binary_input():
                                       progress=False)
     with pytest.raises(ValueError, match="shape"):
         probe.stimulus_response_cells(model, torch.zeros(2, 5), classes, noise, 0.1, 10, progress=False)
+
+
+def test_binary_fast_path_matches_plain():
+    from wna import models
+    torch.manual_seed(0)
+    cnn = models.build("binary_cnn").eval()  # one logit, untrained: many near-ties at 0
+    signals = torch.rand(6, 1, 28, 28)
+    classes = torch.tensor([0, 1, 0, 1, 0, 1])
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    fast = probe.stimulus_response_cells(cnn, signals, classes, noise, 0.2, 6000, batch_size=1500,
+                                         seed=0, progress=False)
+    plain = probe.stimulus_response_cells(cnn, signals, classes, noise, 0.2, 6000, batch_size=1500,
+                                          seed=0, progress=False, fast=False)
+    assert fast.meta["fast"] and not plain.meta["fast"]
+    assert torch.equal(fast.count, plain.count)
+    assert torch.equal(fast.noise_sums, plain.noise_sums)

@@ -552,7 +552,7 @@ class StimulusResponseCells:
 def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_classes: torch.Tensor,
                             noise, gamma: float, n_samples: int, batch_size: int = 4096,
                             seed: int = 0, device="cpu", progress: bool = True,
-                            shard: tuple[int, int] | None = None) -> StimulusResponseCells:
+                            shard: tuple[int, int] | None = None, fast: bool = True) -> StimulusResponseCells:
     """A binary classification-image experiment (Eqs. 1-3, Fig. 1).
 
     Each trial draws a signal uniformly from ``signals`` (its class, 0 or 1,
@@ -561,7 +561,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     (class 1 when its single logit is > 0, or the argmax of two logits).
     Seeding, sharding and ``torch.distributed`` work as in
     :func:`classification_images`: batch ``i`` draws signals and noise from
-    :func:`batch_generator` ``(seed, i)``.
+    :func:`batch_generator` ``(seed, i)``; so does ``fast``.
     """
     if not 0.0 <= float(gamma) <= 1.0:
         raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
@@ -579,6 +579,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     gamma = float(gamma)
     if isinstance(model, torch.nn.Module):
         model.to(device)
+    forward = _Forward(model, device, fast)
 
     D = int(np.prod(shape))
     noise_sums = torch.zeros((2, 2, D), dtype=torch.float64, device=device)
@@ -586,7 +587,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     count = torch.zeros((2, 2), dtype=torch.int64, device=device)
     noise_sq = torch.zeros(D, dtype=torch.float64, device=device)
     seen = 0
-    with _eval_mode(model), torch.inference_mode(), \
+    with _eval_mode(model), torch.inference_mode(), forward, \
             tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), unit="trial",
                  unit_scale=True, desc=f"trials γ={gamma:g}", disable=not progress,
                  dynamic_ncols=True, leave=False) as bar:
@@ -596,7 +597,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
             idx = torch.randint(len(signals), (b,), generator=g, device=device)
             n = noise.sample(b, g)
             t = gamma * signals[idx] + (1.0 - gamma) * n
-            resp, c = _classes(predict(model, t, shape))
+            resp, c = _classes(forward(t, shape))
             if c != 2:
                 raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
             cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major
@@ -614,6 +615,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
             dist.all_reduce(t_)
         seen = int(total.item())
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
-            "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine)}
+            "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine),
+            "fast": forward.fast_model is not None, "rechecked": forward.rechecked}
     return StimulusResponseCells(noise_sums.reshape(2, 2, *shape).cpu(), stim_sums.reshape(2, 2, *shape).cpu(),
                                  count.cpu(), noise_sq.reshape(shape).cpu(), seen, gamma, meta)
