@@ -315,6 +315,11 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         Under an initialised ``torch.distributed`` process group the batches
         are split between the ranks the same way, sums and counts are
         all-reduced and every rank returns the full result.
+    fast: on the CPU, run a convolutional model channels-last in cache-sized
+        chunks on one thread per core; the predictions stay those of the plain
+        fp32 model, because near-ties are recomputed with it (see
+        :class:`_Forward`). ``meta["rechecked"]`` counts those stimuli;
+        ``fast=False`` runs the plain model on whole batches.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
