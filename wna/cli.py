@@ -2,7 +2,7 @@
 
     wna run [NOTEBOOK ...] --profile {smoke,ci,paper} [-p NAME VALUE ...]
     wna list
-    wna probe --model mnist_cnn --n 1000000 --out maps.pt      (also under torchrun)
+    wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt      (also under torchrun)
     wna bench probe
 """
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "build", "record", "ARCHITECTURES"]
+__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "build", "record", "decide", "binary_logit", "ARCHITECTURES"]
 
 
 class MnistCNN(nn.Module):
@@ -95,6 +95,23 @@ ARCHITECTURES = {
     "mlp": MLP,
     "rnn": RNN,
 }
+
+
+def binary_logit(logits: torch.Tensor) -> torch.Tensor:
+    """A single output column ``(B, 1)`` as ``(B,)``; other outputs unchanged."""
+    return logits[:, 0] if logits.ndim == 2 and logits.shape[1] == 1 else logits
+
+
+def decide(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """An observer's decisions and its number of classes.
+
+    ``(B, C)`` logits: the argmax, C classes. One output, ``(B,)`` or
+    ``(B, 1)``: a binary observer, class 1 when the logit is > 0.
+    """
+    logits = binary_logit(logits)
+    if logits.ndim == 1:
+        return (logits > 0).long(), 2
+    return logits.argmax(1), int(logits.shape[1])
 
 
 def build(arch: str, **kwargs) -> nn.Module:

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .models import binary_logit, decide
+
 __all__ = [
     "ClassificationImages",
     "classification_images",
@@ -121,18 +123,8 @@ def batch_generator(seed: int, index: int, device="cpu") -> torch.Generator:
     return g
 
 
-def _classes(logits: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """Predicted classes and the number of classes from a batch of model outputs."""
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
-    if logits.ndim == 1:
-        return (logits > 0).long(), 2
-    return logits.argmax(1), int(logits.shape[1])
-
-
 def _confidence(logits: torch.Tensor) -> torch.Tensor:
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
+    logits = binary_logit(logits)
     if logits.ndim == 1:  # binary observer: probability of the chosen class
         p = torch.sigmoid(logits.double())
         return torch.maximum(p, 1 - p)
@@ -257,8 +249,7 @@ class _Forward:
 
 def _near_ties(logits: torch.Tensor) -> torch.Tensor:
     """Rows whose decision could flip under float rounding of the logits."""
-    if logits.ndim == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
+    logits = binary_logit(logits)
     if logits.ndim == 1:
         margin, scale = logits.abs(), logits.abs()
     elif logits.shape[1] < 2:
@@ -340,7 +331,7 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         if num_classes is None and len(mine) == 0:
             # This rank has no batch: read the class count from one stimulus.
             probe_x = stimulus.sample(1, batch_generator(seed, 0, device))
-            _, num_classes = _classes(predict(model, probe_x, shape))
+            _, num_classes = decide(predict(model, probe_x, shape))
         bar = tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine),
                    unit="img", unit_scale=True, desc="probe", disable=not progress,
                    dynamic_ncols=True, leave=False)
@@ -349,7 +340,7 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
                 b = min(batch_size, n_samples - i * batch_size)
                 x = stimulus.sample(b, batch_generator(seed, i, device))
                 logits = forward(x, shape)
-                pred, c = _classes(logits)
+                pred, c = decide(logits)
                 if sums is None:
                     if num_classes is None:
                         num_classes = c
@@ -449,7 +440,7 @@ def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
     if valid.any():
         with _eval_mode(model):
             logits = predict(model, maps[valid].to(torch.float32))
-        out[valid] = _classes(logits)[0].cpu()
+        out[valid] = decide(logits)[0].cpu()
     return out
 
 
@@ -602,7 +593,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
             idx = torch.randint(len(signals), (b,), generator=g, device=device)
             n = noise.sample(b, g)
             t = gamma * signals[idx] + (1.0 - gamma) * n
-            resp, c = _classes(forward(t, shape))
+            resp, c = decide(forward(t, shape))
             if c != 2:
                 raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
             cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major

@@ -89,7 +89,7 @@ def _recipe(name: str, **config) -> Recipe:
 
 
 def _code_hash(recipe: Recipe) -> str:
-    parts = [train, _loss, _predict, binary_subset, models.ARCHITECTURES[recipe.arch]]
+    parts = [train, _loss, models.decide, models.binary_logit, binary_subset, models.ARCHITECTURES[recipe.arch]]
     if recipe.arch == "binary_cnn":
         parts.append(models.MnistCNN)
     src = "".join(inspect.getsource(p) for p in parts)
@@ -103,10 +103,6 @@ def checkpoint_path(name: str, **config) -> Path:
     if r.digits is not None:
         name = f"{name}-{r.digits[0]}v{r.digits[1]}"
     return cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
-
-
-def _predict(out: torch.Tensor) -> torch.Tensor:
-    return (out[:, 0] > 0).long() if out.shape[1] == 1 else out.argmax(1)
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -128,7 +124,7 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model.eval()
     correct = 0
     for i in range(0, len(images), batch_size):
-        correct += int((_predict(model(images[i:i + batch_size])) == labels[i:i + batch_size]).sum())
+        correct += int((models.decide(model(images[i:i + batch_size]))[0] == labels[i:i + batch_size]).sum())
     return correct / len(images)
 
 
