@@ -238,13 +238,15 @@ def test_fast_path_gives_the_plain_models_predictions():
     torch.manual_seed(0)
     model = models.MnistCNN().eval()  # untrained: small logit gaps, many near-ties
     noise = stimuli.WhiteNoise((1, 28, 28))
-    fwd = probe._Forward(model, torch.device("cpu"), fast=True)
-    assert fwd.fast_model is not None
+    eng = probe._Engine(model, torch.device("cpu"), fast=True)
+    assert eng.fast_model is not None
     threads = torch.get_num_threads()
-    with torch.inference_mode(), fwd:
+    with torch.inference_mode():
         for i in range(3):
             x = noise.sample(3000, probe.batch_generator(0, i))
-            assert torch.equal(fwd(x, (1, 28, 28)).argmax(1), model(x).argmax(1))
+            assert torch.equal(eng.forward(x, (1, 28, 28))[0].argmax(1), model(x).argmax(1))
+        with eng._threads():  # the chunks spread over the worker threads
+            assert torch.equal(eng.forward(x, (1, 28, 28), split=True)[0].argmax(1), model(x).argmax(1))
     fast = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=True)
     plain = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=False)
     assert torch.get_num_threads() == threads  # restored
@@ -259,9 +261,49 @@ def test_fast_path_rechecks_exact_ties_with_the_plain_model():
     with torch.no_grad():
         model.fc2.weight.zero_()
         model.fc2.bias.zero_()  # every logit 0: every row is a tie
-    fwd = probe._Forward(model, torch.device("cpu"), fast=True)
+    eng = probe._Engine(model, torch.device("cpu"), fast=True)
     x = torch.rand(300, 1, 28, 28)
     with torch.inference_mode():
-        out = fwd(x, (1, 28, 28))
-    assert fwd.rechecked == 300
+        out, rechecked = eng.forward(x, (1, 28, 28))
+    assert rechecked == 300
     assert torch.equal(out.argmax(1), torch.zeros(300, dtype=torch.long))
+
+
+@pytest.mark.parametrize("n", [3 * 512, 12 * 512])  # fewer batches than 2 per thread, and more
+def test_result_does_not_depend_on_the_number_of_threads(n):
+    """Batches run in parallel, one per thread, but are added in batch order: bitwise the same."""
+    from wna import models
+    torch.manual_seed(0)
+    model = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    threads = torch.get_num_threads()
+    results = {}
+    try:
+        for k in (1, 2, 3):
+            torch.set_num_threads(k)
+            for w in ("none", "confidence"):
+                results[k, w] = probe.classification_images(model, noise, n, batch_size=512, seed=4,
+                                                            weighting=w, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    for w in ("none", "confidence"):
+        one = results[1, w]
+        assert one.n == n and int(one.count.sum()) == n
+        for k in (2, 3):
+            assert torch.equal(results[k, w].count, one.count)
+            assert torch.equal(results[k, w].sums, one.sums)
+    assert torch.get_num_threads() == threads
+
+
+def test_in_order_yields_every_result_in_submission_order():
+    import random
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def slow_square(i):
+        time.sleep(random.Random(i).random() * 0.01)  # finish out of order
+        return i * i
+
+    with ThreadPoolExecutor(3) as pool:
+        for n, ahead in ((0, 2), (1, 4), (10, 1), (25, 4)):
+            assert list(probe._in_order(pool, slow_square, range(n), ahead)) == [i * i for i in range(n)]

@@ -21,7 +21,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -131,7 +131,10 @@ def _confidence(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.double(), dim=1).amax(1)
 
 
-def _check_output(out, batch: int, shape) -> torch.Tensor:
+NONFINITE = "the model returned non-finite outputs (NaN or inf)"
+
+
+def _check_output(out, batch: int, shape, finite: bool = True) -> torch.Tensor:
     if not isinstance(out, torch.Tensor):
         raise ValueError(f"the model must return a tensor of logits, got {type(out).__name__}"
                          " (read inner activations with wna.models.record instead of returning tuples)")
@@ -140,19 +143,22 @@ def _check_output(out, batch: int, shape) -> torch.Tensor:
                          f"stimuli of shape {tuple(shape)}; got {tuple(out.shape)}")
     if out.ndim == 2 and out.shape[1] < 1:
         raise ValueError("model output has no class column")
-    if not torch.isfinite(out).all():
-        raise ValueError("the model returned non-finite outputs (NaN or inf)")
+    if finite and not torch.isfinite(out).all():
+        raise ValueError(NONFINITE)
     return out
 
 
-def predict(model: Callable, x: torch.Tensor, shape=None) -> torch.Tensor:
-    """Model outputs for a batch, with clear errors for bad shapes or outputs."""
+def predict(model: Callable, x: torch.Tensor, shape=None, finite: bool = True) -> torch.Tensor:
+    """Model outputs for a batch, with clear errors for bad shapes or outputs.
+
+    ``finite=False`` leaves out the check for NaN or inf (it waits for a GPU).
+    """
     try:
         out = model(x)
     except (RuntimeError, ValueError, TypeError, IndexError) as exc:
         raise ValueError(f"the model rejected stimuli of shape {tuple(x.shape[1:])} "
                          f"(batch {tuple(x.shape)}): {exc}") from exc
-    return _check_output(out, x.shape[0], x.shape[1:] if shape is None else shape)
+    return _check_output(out, x.shape[0], x.shape[1:] if shape is None else shape, finite)
 
 
 @contextlib.contextmanager
@@ -177,74 +183,143 @@ FAST_CHUNK = 256  # rows per forward pass on the fast CPU path (fits the caches)
 TIE_TOLERANCE = 1e-4  # relative top-2 margin below which the plain model decides
 
 
-class _Forward:
-    """Model outputs for a batch, fast where that is safe, with plain-fp32 predictions.
+class _Engine:
+    """Runs the batches of a probe: fast where that is safe, in parallel, in a fixed order.
 
-    On the CPU, a model with 2-D convolutions runs as a channels-last copy in
-    chunks of :data:`FAST_CHUNK` rows, the chunks spread over one Python
-    thread per core, each running single-threaded oneDNN kernels (on small
-    convolutions this beats one thread driving all cores). Its logits differ
-    from the plain model's only by float rounding (about 1e-6 relative), so
-    every row whose top-2 margin is below :data:`TIE_TOLERANCE` x
-    (1 + max |logit|) is recomputed with the plain model: the predictions
-    equal the plain model's. ``rechecked`` counts those rows. Other models,
+    **Forward.** On the CPU, a model with 2-D convolutions runs as a
+    channels-last copy in chunks of :data:`FAST_CHUNK` rows (cache-sized;
+    single-threaded oneDNN kernels on small convolutions beat one call
+    driving all cores). Its logits differ from the plain model's only by float
+    rounding (about 1e-6 relative), so every row whose top-2 margin is below
+    :data:`TIE_TOLERANCE` x (1 + max |logit|) is recomputed with the plain
+    model: the predictions equal the plain fp32 model's. :meth:`forward`
+    returns the logits and how many rows were rechecked. Other models,
     devices or ``fast=False`` run the plain model on the whole batch.
 
-    Use as a context manager: while it is open, torch runs one intra-op
-    thread per worker; the caller's thread count is restored on exit.
+    **Parallel batches.** On the CPU with ``fast``, :meth:`map` runs whole
+    batches (drawing the stimuli, the forward pass, the per-batch float64
+    sums) on one Python thread per core, each with single-threaded torch
+    kernels, and yields the per-batch results in batch order, so that the
+    caller adds them in the same order whatever the number of threads: the
+    result is bitwise the same. With fewer than two batches per thread, the
+    batches run one after the other and each batch's chunks are spread over
+    the threads instead. On a GPU everything runs on the calling thread,
+    asynchronously, with no copy to the host inside the loop.
+
+    While :meth:`map` runs worker threads, torch runs one intra-op thread
+    per worker; the caller's thread count is restored afterwards.
     """
 
     def __init__(self, model, device, fast: bool):
         self.model = model
         self.fast_model = None
-        self.rechecked = 0
         self.workers = 1
         self._pool = None
-        self._threads = None
+        self._lazy = device.type != "cpu"  # check for NaN/inf without waiting for the device
+        self._nonfinite = torch.zeros((), dtype=torch.bool, device=device) if self._lazy else None
         if (fast and isinstance(model, torch.nn.Module) and device.type == "cpu"
                 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())):
             import copy
             self.fast_model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+        if fast and device.type == "cpu":
             self.workers = max(1, torch.get_num_threads())
 
-    def __enter__(self):
-        if self.fast_model is not None and self.workers > 1:
-            from concurrent.futures import ThreadPoolExecutor
-            self._threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="wna-probe")
-        return self
-
-    def __exit__(self, *exc):
-        if self._pool is not None:
-            self._pool.shutdown()
+    @contextlib.contextmanager
+    def _threads(self):
+        """A pool of one Python thread per worker, torch single-threaded meanwhile."""
+        from concurrent.futures import ThreadPoolExecutor
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="wna-probe")
+        try:
+            yield self._pool
+        finally:
+            self._pool.shutdown(cancel_futures=True)
             self._pool = None
-            torch.set_num_threads(self._threads)
-        return False
+            torch.set_num_threads(threads)
 
-    def _run(self, x: torch.Tensor) -> torch.Tensor:
+    def _chunks(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # inference mode is per thread
             return torch.cat([self.fast_model(x[i:i + FAST_CHUNK].contiguous(memory_format=torch.channels_last))
                               for i in range(0, len(x), FAST_CHUNK)])
 
-    def __call__(self, x: torch.Tensor, shape) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, shape, split: bool = False) -> tuple[torch.Tensor, int]:
+        """Logits of a batch and the number of rows recomputed by the plain model.
+
+        ``split``: spread the chunks over the worker threads (only from the
+        calling thread, never from inside :meth:`map`'s workers).
+        """
+        if self._lazy:
+            out = predict(self.model, x, shape, finite=False)
+            self._nonfinite |= ~torch.isfinite(out).all()
+            return out, 0
         if self.fast_model is None or x.ndim != 4:
-            return predict(self.model, x, shape)
+            return predict(self.model, x, shape), 0
         try:
-            if self._pool is None or len(x) <= FAST_CHUNK:
-                out = self._run(x)
-            else:  # contiguous parts, whole chunks each: the same split for the same batch size
+            if not split or self._pool is None or len(x) <= FAST_CHUNK:
+                out = self._chunks(x)
+            else:  # contiguous parts of whole chunks: the same chunks as unsplit
                 per = -(-len(x) // (self.workers * FAST_CHUNK)) * FAST_CHUNK
-                out = torch.cat(list(self._pool.map(self._run, x.split(per))))
+                out = torch.cat(list(self._pool.map(self._chunks, x.split(per))))
         except (RuntimeError, ValueError, TypeError, IndexError):
-            return predict(self.model, x, shape)  # the plain model gives the clear error
+            return predict(self.model, x, shape), 0  # the plain model gives the clear error
         out = _check_output(out, len(x), shape)
         close = _near_ties(out)
-        if close.any():
+        n = int(close.sum())
+        if n:
             idx = close.nonzero()[:, 0]
             out[idx] = predict(self.model, x[idx], shape).to(out.dtype)
-            self.rechecked += len(idx)
-        return out
+        return out, n
+
+    def check(self) -> None:
+        """Raise if any output so far was NaN or inf (on a GPU this waits for the device)."""
+        if self._lazy and bool(self._nonfinite):
+            raise ValueError(NONFINITE)
+
+    def map(self, work: Callable, batches) -> Iterator:
+        """``work(i, split)`` for each batch ``i``, results yielded in batch order.
+
+        ``work`` runs under ``torch.inference_mode`` and passes ``split`` on to
+        :meth:`forward`.
+        """
+        def run(i, split=False):
+            with torch.inference_mode():
+                return work(i, split)
+
+        batches = list(batches)
+        if self._lazy:  # a GPU: one thread, no waiting inside the loop
+            for k, i in enumerate(batches, 1):
+                yield run(i, False)
+                if k % 64 == 0:
+                    self.check()
+            self.check()
+        elif self.workers > 1 and len(batches) >= 2 * self.workers:
+            with self._threads() as pool:
+                yield from _in_order(pool, run, batches, ahead=self.workers + 1)
+        elif self.workers > 1 and self.fast_model is not None:
+            with self._threads():
+                for i in batches:
+                    yield run(i, True)
+        else:
+            for i in batches:
+                yield run(i, False)
+
+
+def _in_order(pool, fn, items, ahead: int) -> Iterator:
+    """``fn(item)`` for each item on ``pool``, at most ``ahead`` in flight, results in order."""
+    from collections import deque
+    it = iter(items)
+    pending = deque(pool.submit(fn, i) for _, i in zip(range(ahead), it))  # range first: zip drops no item
+    try:
+        while pending:
+            result = pending.popleft().result()
+            for i in it:
+                pending.append(pool.submit(fn, i))
+                break
+            yield result
+    finally:
+        for f in pending:
+            f.cancel()
 
 
 def _near_ties(logits: torch.Tensor) -> torch.Tensor:
@@ -280,6 +355,37 @@ def _plan(n_samples, batch_size, shard):
     return n_samples, batch_size, n_batches, range(rank, n_batches, world), distributed
 
 
+def _class_sums(x: torch.Tensor, labels: torch.Tensor, C: int) -> torch.Tensor:
+    """Float64 sums of the rows of ``x`` (converted to float64) per label, ``(C, D)``."""
+    x = x.to(torch.float64)
+    return torch.zeros((C, x.shape[1]), dtype=torch.float64, device=x.device).index_add_(0, labels, x)
+
+
+def _class_counts(labels: torch.Tensor, C: int) -> torch.Tensor:
+    """How many labels equal each of 0..C-1 (int64; unlike bincount, no wait on a GPU)."""
+    return torch.zeros(C, dtype=torch.int64, device=labels.device).index_add_(0, labels, torch.ones_like(labels))
+
+
+def _stream(engine: _Engine, work: Callable, mine, n_samples: int, batch_size: int, desc: str, unit: str,
+            progress: bool):
+    """Run ``work`` over this process's batches; add up their parts in batch order.
+
+    ``work(i, split)`` returns ``(parts, b, rechecked)``: a tuple of tensors
+    (per-batch sums), the batch size and the rows the plain model recomputed.
+    Returns ``(parts summed, or None without batches, stimuli seen, rechecked)``.
+    """
+    total, seen, rechecked = None, 0, 0
+    with tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), unit=unit,
+              unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True, leave=False) as bar, \
+            contextlib.closing(engine.map(work, mine)) as results:
+        for parts, b, r in results:
+            total = [p.clone() for p in parts] if total is None else [t.add_(p) for t, p in zip(total, parts)]
+            seen += b
+            rechecked += r
+            bar.update(b)
+    return total, seen, rechecked
+
+
 def classification_images(model: Callable, stimulus, n_samples: int, batch_size: int = 4096,
                           seed: int = 0, device="cpu", weighting: str = "none",
                           progress: bool = True, num_classes: int | None = None,
@@ -308,9 +414,11 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         all-reduced and every rank returns the full result.
     fast: on the CPU, run a convolutional model channels-last in cache-sized
         chunks on one thread per core; the predictions stay those of the plain
-        fp32 model, because near-ties are recomputed with it (see
-        :class:`_Forward`). ``meta["rechecked"]`` counts those stimuli;
-        ``fast=False`` runs the plain model on whole batches.
+        fp32 model, because near-ties are recomputed with it; whole batches
+        run in parallel, one per core, and are added in batch order, so the
+        result does not depend on the number of threads (see :class:`_Engine`).
+        ``meta["rechecked"]`` counts the recomputed stimuli; ``fast=False``
+        runs the plain model on whole batches, one after the other.
     """
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
@@ -322,46 +430,36 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
 
     if isinstance(model, torch.nn.Module):
         model.to(device)
-    forward = _Forward(model, device, fast)
+    engine = _Engine(model, device, fast)
+    D = math.prod(shape)
 
-    sums = None
-    count = None
-    seen = 0
-    with _eval_mode(model), torch.inference_mode(), forward:
+    def work(i, split):
+        b = min(batch_size, n_samples - i * batch_size)
+        x = stimulus.sample(b, batch_generator(seed, i, device))
+        logits, rechecked = engine.forward(x, shape, split)
+        pred, c = decide(logits)
+        if num_classes is not None and c != num_classes:
+            raise ValueError(f"num_classes={num_classes} but the model outputs {c} classes")
+        xs = x.reshape(b, D).to(torch.float64)
+        if weighting == "confidence":
+            xs.mul_(_confidence(logits).to(device).unsqueeze(1))
+        return (_class_sums(xs, pred, c), _class_counts(pred, c)), b, rechecked
+
+    with _eval_mode(model):
         if num_classes is None and len(mine) == 0:
             # This rank has no batch: read the class count from one stimulus.
-            probe_x = stimulus.sample(1, batch_generator(seed, 0, device))
-            _, num_classes = decide(predict(model, probe_x, shape))
-        bar = tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine),
-                   unit="img", unit_scale=True, desc="probe", disable=not progress,
-                   dynamic_ncols=True, leave=False)
-        with bar:
-            for i in mine:
-                b = min(batch_size, n_samples - i * batch_size)
-                x = stimulus.sample(b, batch_generator(seed, i, device))
-                logits = forward(x, shape)
-                pred, c = decide(logits)
-                if sums is None:
-                    if num_classes is None:
-                        num_classes = c
-                    elif num_classes != c:
-                        raise ValueError(f"num_classes={num_classes} but the model outputs {c} classes")
-                    sums = torch.zeros((num_classes, *shape), dtype=torch.float64, device=device)
-                    count = torch.zeros(num_classes, dtype=torch.int64, device=device)
-                xs = x.reshape(b, -1).to(torch.float64)
-                if weighting == "confidence":
-                    xs.mul_(_confidence(logits).to(device).unsqueeze(1))
-                sums.view(num_classes, -1).index_add_(0, pred.to(device), xs)
-                count += torch.bincount(pred.to(device), minlength=num_classes)
-                seen += b
-                bar.update(b)
-    if sums is None:
-        sums = torch.zeros((num_classes, *shape), dtype=torch.float64, device=device)
-        count = torch.zeros(num_classes, dtype=torch.int64, device=device)
+            with torch.inference_mode():
+                probe_x = stimulus.sample(1, batch_generator(seed, 0, device))
+                _, num_classes = decide(predict(model, probe_x, shape))
+        parts, seen, rechecked = _stream(engine, work, mine, n_samples, batch_size, "probe", "img", progress)
+    if parts is None:
+        parts = (torch.zeros((num_classes, D), dtype=torch.float64, device=device),
+                 torch.zeros(num_classes, dtype=torch.int64, device=device))
+    sums, count = parts[0].reshape(-1, *shape), parts[1]
 
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches)),
-            "fast": forward.fast_model is not None, "rechecked": forward.rechecked}
+            "fast": engine.fast_model is not None, "rechecked": rechecked}
     if distributed:
         import torch.distributed as dist
         total = torch.tensor([seen], dtype=torch.int64, device=device)
@@ -425,9 +523,8 @@ def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | N
     """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates)."""
     labels = torch.as_tensor(labels).long()
     C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    x = torch.as_tensor(images).reshape(len(labels), -1).to(torch.float64)
-    sums = torch.zeros((C, x.shape[1]), dtype=torch.float64).index_add_(0, labels, x)
-    counts = torch.bincount(labels, minlength=C).to(torch.float64)[:, None]
+    sums = _class_sums(torch.as_tensor(images).reshape(len(labels), -1), labels, C)
+    counts = _class_counts(labels, C).to(torch.float64)[:, None]
     return (sums / counts).reshape(C, *images.shape[1:])
 
 
@@ -575,35 +672,35 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     gamma = float(gamma)
     if isinstance(model, torch.nn.Module):
         model.to(device)
-    forward = _Forward(model, device, fast)
+    engine = _Engine(model, device, fast)
+    D = math.prod(shape)
 
-    D = int(np.prod(shape))
-    noise_sums = torch.zeros((2, 2, D), dtype=torch.float64, device=device)
-    stim_sums = torch.zeros((2, 2, D), dtype=torch.float64, device=device)
-    count = torch.zeros((2, 2), dtype=torch.int64, device=device)
-    noise_sq = torch.zeros(D, dtype=torch.float64, device=device)
-    seen = 0
-    with _eval_mode(model), torch.inference_mode(), forward, \
-            tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), unit="trial",
-                 unit_scale=True, desc=f"trials γ={gamma:g}", disable=not progress,
-                 dynamic_ncols=True, leave=False) as bar:
-        for i in mine:
-            b = min(batch_size, n_samples - i * batch_size)
-            g = batch_generator(seed, i, device)
-            idx = torch.randint(len(signals), (b,), generator=g, device=device)
-            n = noise.sample(b, g)
-            t = gamma * signals[idx] + (1.0 - gamma) * n
-            resp, c = decide(forward(t, shape))
-            if c != 2:
-                raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
-            cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major
-            nf = n.reshape(b, D).to(torch.float64)
-            noise_sums.view(4, D).index_add_(0, cell, nf)
-            stim_sums.view(4, D).index_add_(0, cell, t.reshape(b, D).to(torch.float64))
-            count.view(4).add_(torch.bincount(cell, minlength=4))
-            noise_sq.add_((nf * nf).sum(0))
-            seen += b
-            bar.update(b)
+    def work(i, split):
+        b = min(batch_size, n_samples - i * batch_size)
+        g = batch_generator(seed, i, device)
+        idx = torch.randint(len(signals), (b,), generator=g, device=device)
+        n = noise.sample(b, g)
+        t = gamma * signals[idx] + (1.0 - gamma) * n
+        logits, rechecked = engine.forward(t, shape, split)
+        resp, c = decide(logits)
+        if c != 2:
+            raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
+        cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major
+        nf = n.reshape(b, D).to(torch.float64)
+        parts = (_class_sums(nf, cell, 4), _class_sums(t.reshape(b, D), cell, 4),
+                 _class_counts(cell, 4), (nf * nf).sum(0))
+        return parts, b, rechecked
+
+    with _eval_mode(model):
+        parts, seen, rechecked = _stream(engine, work, mine, n_samples, batch_size,
+                                         f"trials γ={gamma:g}", "trial", progress)
+    if parts is None:
+        parts = (torch.zeros((4, D), dtype=torch.float64, device=device),
+                 torch.zeros((4, D), dtype=torch.float64, device=device),
+                 torch.zeros(4, dtype=torch.int64, device=device),
+                 torch.zeros(D, dtype=torch.float64, device=device))
+    noise_sums, stim_sums, count, noise_sq = parts
+    noise_sums, stim_sums, count = noise_sums.view(2, 2, D), stim_sums.view(2, 2, D), count.view(2, 2)
     if distributed:
         import torch.distributed as dist
         total = torch.tensor([seen], dtype=torch.int64, device=device)
@@ -612,6 +709,6 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
         seen = int(total.item())
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine),
-            "fast": forward.fast_model is not None, "rechecked": forward.rechecked}
+            "fast": engine.fast_model is not None, "rechecked": rechecked}
     return StimulusResponseCells(noise_sums.reshape(2, 2, *shape).cpu(), stim_sums.reshape(2, 2, *shape).cpu(),
                                  count.cpu(), noise_sq.reshape(shape).cpu(), seen, gamma, meta)
