@@ -1,6 +1,7 @@
 """Known answers (KNOWN_ANSWERS.md) and the contract of wna.probe."""
 
 import math
+import shutil
 
 import pytest
 import torch
@@ -307,3 +308,60 @@ def test_in_order_yields_every_result_in_submission_order():
     with ThreadPoolExecutor(3) as pool:
         for n, ahead in ((0, 2), (1, 4), (10, 1), (25, 4)):
             assert list(probe._in_order(pool, slow_square, range(n), ahead)) == [i * i for i in range(n)]
+
+
+def test_fast_must_be_true_false_or_compile():
+    with pytest.raises(ValueError, match="fast must be"):
+        probe.classification_images(Linear(torch.eye(3)), stimuli.WhiteNoise((3,)), 10, fast="yes")
+
+
+@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler")
+def test_compiled_fast_path_gives_the_plain_models_result():
+    from wna import models
+    torch.manual_seed(0)
+    model = models.MnistCNN().eval()  # untrained: many near-ties
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    args = dict(n_samples=5 * 1000, batch_size=1000, seed=2, progress=False)
+    compiled = probe.classification_images(model, noise, fast="compile", **args)
+    plain = probe.classification_images(model, noise, fast=False, **args)
+    assert compiled.meta["compiled"] and compiled.meta["rechecked"] > 0
+    assert torch.equal(compiled.count, plain.count) and torch.equal(compiled.sums, plain.sums)
+
+
+def test_a_failed_compile_falls_back_to_the_eager_fast_path(monkeypatch):
+    from wna import models
+
+    def broken(*a, **k):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", broken)
+    model = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    with pytest.warns(RuntimeWarning, match="torch.compile failed"):
+        ci = probe.classification_images(model, noise, 600, batch_size=300, progress=False, fast="compile")
+    plain = probe.classification_images(model, noise, 600, batch_size=300, progress=False, fast=False)
+    assert ci.meta["fast"] and not ci.meta["compiled"]
+    assert torch.equal(ci.count, plain.count)
+
+
+class LayoutSensitive(torch.nn.Module):
+    """A (contrived) model whose output depends on the memory layout of its input."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        out = self.conv(x).flatten(1)[:, :5]
+        return out if x.is_contiguous() else -out
+
+
+def test_a_fast_path_that_disagrees_with_the_plain_model_is_dropped():
+    torch.manual_seed(0)
+    model = LayoutSensitive().eval()
+    noise = stimuli.WhiteNoise((3, 8, 8))
+    with pytest.warns(RuntimeWarning, match="disagrees"):
+        ci = probe.classification_images(model, noise, 2000, batch_size=500, progress=False)
+    plain = probe.classification_images(model, noise, 2000, batch_size=500, progress=False, fast=False)
+    assert not ci.meta["fast"]
+    assert torch.equal(ci.count, plain.count)

@@ -106,7 +106,8 @@ def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096) -> float:
 
 
 def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_size: int = 4096,
-                rss: bool = True, rss_n=(100_000, 1_000_000), out=None) -> dict:
+                rss: bool = True, rss_n=(100_000, 1_000_000), compile_: bool = True, n_check: int = 20_000,
+                out=None) -> dict:
     """Run the probe benchmark and print its table; return the figures."""
     from . import zoo
 
@@ -116,30 +117,53 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     flops = forward_flops(model, shape)
     res = {"threads": torch.get_num_threads(), "torch": torch.__version__, "flops_per_image": flops}
     res["matmul_gflops"] = matmul_gflops()
-    res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape), n_ref)
-    for w in ("none", "confidence"):
-        res[f"probe_{w}_img_s"] = probe_rate(
-            lambda k: probe.classification_images(model, noise, k, batch_size=batch_size, seed=0,
-                                                  weighting=w, progress=False), n)
-    res["ratio_confidence"] = res["probe_confidence_img_s"] / res["reference_img_s"]
-    res["ratio_none"] = res["probe_none_img_s"] / res["reference_img_s"]
-    for k in ("reference", "probe_none", "probe_confidence"):
-        res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
     res["matmul_bound_img_s"] = res["matmul_gflops"] * 1e9 / flops
+    res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape), n_ref)
+
+    def run(k, weighting="none", fast=True):
+        return probe.classification_images(model, noise, k, batch_size=batch_size, seed=0,
+                                           weighting=weighting, progress=False, fast=fast)
+
+    rows = [("none", "none", True), ("confidence", "confidence", True)]
+    if compile_:
+        t = time.perf_counter()
+        first = run(1, fast="compile")
+        res["compile_s"] = time.perf_counter() - t
+        if first.meta["compiled"]:
+            rows.append(("compile", "none", "compile"))
+    for name, w, fast in rows:
+        res[f"probe_{name}_img_s"] = probe_rate(lambda k: run(k, w, fast), n)
+        res[f"ratio_{name}"] = res[f"probe_{name}_img_s"] / res["reference_img_s"]
+    for k in ["reference"] + [f"probe_{name}" for name, _, _ in rows]:
+        res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
+    # the fast paths must give the plain fp32 model's predictions: same counts, same sums
+    plain = run(n_check, fast=False)
+    res["identical_to_plain"] = {}
+    for name, w, fast in rows:
+        if w == "none":
+            r = run(n_check, fast=fast)
+            res["identical_to_plain"][name] = bool(torch.equal(r.count, plain.count)
+                                                  and torch.equal(r.sums, plain.sums))
     if rss:
         res["peak_rss_mib"] = {str(k): peak_rss(k, epochs, batch_size) for k in rss_n}
+    labels = {"none": "probe, weighting='none':", "confidence": "probe, weighting='confidence':",
+              "compile": "probe, fast='compile':"}
     lines = [
         f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}",
         f"MNIST CNN forward: {flops / 1e6:.2f} MFLOP per image",
-        f"fp32 matmul 2048^3:            {res['matmul_gflops']:8.1f} GFLOP/s "
+        f"fp32 matmul 2048^3:             {res['matmul_gflops']:8.1f} GFLOP/s "
         f"(bound {res['matmul_bound_img_s']:,.0f} img/s)",
-        f"reference loop (authors'):     {res['reference_img_s']:8,.0f} img/s  "
+        f"reference loop (authors'):      {res['reference_img_s']:8,.0f} img/s  "
         f"{res['reference_gflops']:6.1f} GFLOP/s",
-        f"probe, weighting='none':       {res['probe_none_img_s']:8,.0f} img/s  "
-        f"{res['probe_none_gflops']:6.1f} GFLOP/s  x{res['ratio_none']:.2f} reference",
-        f"probe, weighting='confidence': {res['probe_confidence_img_s']:8,.0f} img/s  "
-        f"{res['probe_confidence_gflops']:6.1f} GFLOP/s  x{res['ratio_confidence']:.2f} reference",
     ]
+    for name, _, _ in rows:
+        lines.append(f"{labels[name]:31s} {res[f'probe_{name}_img_s']:8,.0f} img/s  "
+                     f"{res[f'probe_{name}_gflops']:6.1f} GFLOP/s  x{res[f'ratio_{name}']:.2f} reference")
+    if compile_:
+        lines.append(f"torch.compile, first call: {res['compile_s']:.1f} s"
+                     + ("" if "compile" in dict((r[0], r) for r in rows) else " (failed: not timed)"))
+    lines.append(f"same counts and sums as the plain fp32 model ({n_check:,} images): " + ", ".join(
+        f"{k} {'yes' if v else 'NO'}" for k, v in res["identical_to_plain"].items()))
     if rss:
         lines.append("peak RSS: " + ", ".join(f"N={int(k):,}: {v:.0f} MiB" for k, v in res["peak_rss_mib"].items()))
     print("\n".join(lines))

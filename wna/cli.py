@@ -2,7 +2,7 @@
 
     wna run [NOTEBOOK ...] --profile {smoke,ci,paper} [-p NAME VALUE ...]
     wna list
-    wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt      (also under torchrun)
+    wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast compile]   (also under torchrun)
     wna bench probe
 """
 
@@ -14,6 +14,8 @@ import sys
 import yaml
 
 from . import run as runner
+
+FAST = {"eager": True, "compile": "compile", "off": False}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,7 +42,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--weighting", default="none", choices=["none", "confidence"])
     pr.add_argument("--device", default="cpu")
+    pr.add_argument("--fast", default="eager", choices=list(FAST),
+                    help="CPU fast path: eager (channels-last chunks), compile (torch.compile, "
+                         "about 20 s to compile) or off (the plain model); predictions are the plain model's")
     pr.add_argument("--out", default=None, help="save the result here (.pt)")
+    pr.add_argument("--checkpoint", default=None,
+                    help="keep the running sums here (every minute, at the end, on Ctrl-C); "
+                         "the same command with the same file continues an interrupted run")
     pr.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="benchmarks (they print figures)")
@@ -49,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--n-ref", type=int, default=50_000, help="noise images for the reference loop")
     b.add_argument("--epochs", type=int, default=4)
     b.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs")
+    b.add_argument("--no-compile", action="store_true", help="skip the torch.compile timing")
     b.add_argument("--json", default=None, help="also write the figures here")
     return p
 
@@ -76,15 +85,24 @@ def _probe(args) -> int:
         t = time.perf_counter()
         ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n_samples,
                                          batch_size=args.batch_size, seed=args.seed, device=args.device,
-                                         weighting=args.weighting,
+                                         weighting=args.weighting, fast=FAST[args.fast],
+                                         checkpoint=args.checkpoint,
                                          progress=rank == 0 and not args.no_progress)
         wall = time.perf_counter() - t
+        if rank == 0 and ci.meta["resumed_batches"]:
+            print(f"resumed {ci.meta['resumed_batches']:,} batches from {args.checkpoint}")
         if rank == 0:
-            print(f"{ci.n:,} stimuli in {wall:.1f} s ({ci.n / wall:,.0f} img/s) on {world} process(es)")
+            print(f"{ci.n:,} stimuli in {wall:.1f} s ({ci.n / wall:,.0f} img/s) on {world} process(es), "
+                  f"fast path {args.fast}; {ci.meta['rechecked']:,} near-ties recomputed by the plain model")
             print("count per class:", ci.count.tolist())
             if args.out:
                 ci.save(args.out)
                 print("saved", args.out)
+    except KeyboardInterrupt:
+        if rank == 0:
+            print("wna: interrupted" + (f"; the batches done are in {args.checkpoint}: run the same command "
+                                        "to continue" if args.checkpoint else ""), file=sys.stderr)
+        return 130
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -103,7 +121,7 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from . import bench
             bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
-                              out=args.json)
+                              compile_=not args.no_compile, out=args.json)
             return 0
         if args.cmd == "run":
             overrides = {k: yaml.safe_load(v) for k, v in args.parameter}

@@ -1,0 +1,141 @@
+"""Interrupted probes lose nothing: checkpoints, resuming, and refusing another run's file."""
+
+import threading
+
+import pytest
+import torch
+
+from wna import probe, stimuli
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, k=3, d=16, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.lin = torch.nn.Linear(d, k)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(k, d, generator=g))
+
+    def forward(self, x):
+        return self.lin(x.flatten(1))
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+class FailsAfter:
+    """The same stimulus as ``noise`` (same repr), but the sample call number ``after`` raises."""
+
+    def __init__(self, noise, after):
+        self.noise, self.after, self.calls = noise, after, 0
+        self.shape = noise.shape
+        self._lock = threading.Lock()
+
+    def sample(self, n, generator):
+        with self._lock:
+            self.calls += 1
+            if self.calls > self.after:
+                raise Interrupted("interrupted")
+        return self.noise.sample(n, generator)
+
+    def __repr__(self):
+        return repr(self.noise)
+
+
+N, B = 20_000, 1000  # 20 batches
+
+
+@pytest.mark.parametrize("every", [1e9, 0.0])  # saved only on the interruption; after every batch
+def test_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, every):
+    model = Linear()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    full = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False)
+    ck = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        probe.classification_images(model, FailsAfter(noise, 8), N, batch_size=B, seed=3, progress=False,
+                                    checkpoint=ck, checkpoint_every=every)
+    done = torch.load(ck, weights_only=False)["state"][1]
+    assert 0 < done <= 8  # batches finished before the failure are kept
+    resumed = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False,
+                                          checkpoint=ck)
+    assert resumed.meta["resumed_batches"] == done
+    assert resumed.n == full.n == N
+    assert torch.equal(resumed.count, full.count)
+    assert torch.equal(resumed.sums, full.sums)  # bitwise: the same additions in the same order
+    again = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False, checkpoint=ck)
+    assert again.meta["resumed_batches"] == N // B  # complete: nothing left to compute
+    assert torch.equal(again.sums, full.sums)
+
+
+def test_a_checkpoint_of_another_run_is_refused(tmp_path):
+    model = Linear()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    ck = tmp_path / "run.pt"
+    probe.classification_images(model, noise, 5000, batch_size=B, seed=3, progress=False, checkpoint=ck)
+    for kwargs in ({"seed": 4}, {"n_samples": 6000}, {"weighting": "confidence"}, {"model": Linear(seed=1)},
+                   {"stimulus": stimuli.WhiteNoise((16,), "gaussian", std=2.0)}):
+        args = {"model": model, "stimulus": noise, "n_samples": 5000, "seed": 3, **kwargs}
+        with pytest.raises(ValueError, match="another run"):
+            probe.classification_images(batch_size=B, progress=False, checkpoint=ck, **args)
+
+
+def test_binary_cells_resume(tmp_path):
+    w = torch.zeros(16)
+    w[:4] = 0.5
+    model = torch.nn.Linear(16, 1)
+    with torch.no_grad():
+        model.weight.copy_(w[None])
+        model.bias.zero_()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    signals, classes = torch.stack([-0.3 * w, 0.3 * w]), torch.tensor([0, 1])
+    args = dict(gamma=0.2, n_samples=N, batch_size=B, seed=2, progress=False)
+    full = probe.stimulus_response_cells(model, signals, classes, noise, **args)
+    ck = tmp_path / "cells.pt"
+    with pytest.raises(Interrupted):
+        probe.stimulus_response_cells(model, signals, classes, FailsAfter(noise, 5), checkpoint=ck, **args)
+    resumed = probe.stimulus_response_cells(model, signals, classes, noise, checkpoint=ck, **args)
+    assert 0 < resumed.meta["resumed_batches"] <= 5
+    for k in ("noise_sums", "stimulus_sums", "count", "noise_sq"):
+        assert torch.equal(getattr(resumed, k), getattr(full, k)), k
+    with pytest.raises(ValueError, match="another run"):  # other signals
+        probe.stimulus_response_cells(model, -signals, classes, noise, checkpoint=ck, **args)
+
+
+SCRIPT = """
+import sys, torch
+from wna import models, probe, stimuli
+torch.manual_seed(0)
+model = models.MnistCNN().eval()
+probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 60_000, batch_size=1000, seed=1,
+                            progress=False, checkpoint=sys.argv[1], checkpoint_every=0.2)
+"""
+
+
+def test_ctrl_c_keeps_the_batches_done(tmp_path):
+    """A real SIGINT while the worker threads run: the file holds what was done, and resuming completes it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from wna import models
+
+    ck = tmp_path / "run.pt"
+    proc = subprocess.Popen([sys.executable, "-c", SCRIPT, str(ck)], stderr=subprocess.PIPE, text=True)
+    t = time.monotonic()
+    while not ck.exists() and proc.poll() is None and time.monotonic() - t < 120:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "KeyboardInterrupt" in err
+    done = torch.load(ck, weights_only=False)["state"][1]
+    assert 0 < done < 60
+    torch.manual_seed(0)
+    model = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    resumed = probe.classification_images(model, noise, 60_000, batch_size=1000, seed=1, progress=False,
+                                          checkpoint=ck)
+    assert resumed.meta["resumed_batches"] == done and resumed.n == 60_000
+    full = probe.classification_images(model, noise, 60_000, batch_size=1000, seed=1, progress=False)
+    assert torch.equal(resumed.count, full.count) and torch.equal(resumed.sums, full.sums)
