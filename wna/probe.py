@@ -245,30 +245,41 @@ class _Engine:
             torch.set_num_threads(threads)
 
     def _check_fast(self, shape, compile_: bool) -> None:
-        """Compile if asked, then keep the fast model only if it agrees with the plain one on a test chunk."""
+        """Compile if asked, then keep the fast model only if it agrees with the plain one on a test chunk.
+
+        Runs as the workers will (one torch thread, inference mode, the chunk
+        shape and layout): dynamo guards on all of these, and a compiled
+        model would otherwise be recompiled, without frozen weights.
+        """
         import warnings
-        g = torch.Generator().manual_seed(0)
-        x = torch.rand((FAST_CHUNK, *shape), generator=g)
-        with torch.inference_mode():
-            try:
-                want = self.model(x)
-            except Exception:  # noqa: BLE001 - the plain model will give the clear error
-                self.fast_model = None
-                return
-            if compile_:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with torch.inference_mode():
+                x = torch.rand((FAST_CHUNK, *shape), generator=torch.Generator().manual_seed(0))
                 try:
-                    fn = torch.compile(self.fast_model, dynamic=False, options={"freezing": True})
-                    fn(x.contiguous(memory_format=torch.channels_last))  # compiles now, on this thread
-                    self.fast_model, self.compiled = fn, True
-                except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model, ...
-                    warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
-                                  "the probe uses the eager fast path", RuntimeWarning, stacklevel=4)
-            try:
-                got = self._chunks(x)  # as the probe will call it
-                ok = (isinstance(got, torch.Tensor) and got.shape == want.shape
-                      and bool(((got - want).abs() <= 1e-3 * (1 + want.abs().amax())).all()))
-            except Exception:  # noqa: BLE001
-                ok = False
+                    want = self.model(x)
+                except Exception:  # noqa: BLE001 - the plain model will give the clear error
+                    self.fast_model = None
+                    return
+                if compile_:
+                    try:
+                        import torch._inductor.config as inductor_config
+                        fn = torch.compile(self.fast_model, dynamic=False)
+                        with inductor_config.patch(freezing=True):  # read when compiling, not via options=
+                            fn(x.contiguous(memory_format=torch.channels_last))  # compiles now, here
+                        self.fast_model, self.compiled = fn, True
+                    except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model, ...
+                        warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                                      "the probe uses the eager fast path", RuntimeWarning, stacklevel=4)
+                try:
+                    got = self._chunks(x)  # as the probe will call it
+                    ok = (isinstance(got, torch.Tensor) and got.shape == want.shape
+                          and bool(((got - want).abs() <= 1e-3 * (1 + want.abs().amax())).all()))
+                except Exception:  # noqa: BLE001
+                    ok = False
+        finally:
+            torch.set_num_threads(threads)
         if not ok:
             warnings.warn("the fast path disagrees with the plain model; the probe runs the plain model",
                           RuntimeWarning, stacklevel=4)
