@@ -48,18 +48,31 @@ def forward_flops(model: torch.nn.Module, shape) -> int:
     return 2 * macs
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of an fp32 ``n x n`` matmul on this machine now."""
-    a, b = torch.rand(n, n), torch.rand(n, n)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5, device="cpu") -> float:
+    """GFLOP/s of an fp32 ``n x n`` matmul on ``device`` now (TF32 off: true fp32)."""
+    a, b = torch.rand(n, n, device=device), torch.rand(n, n, device=device)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
         a @ b
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        _sync(device)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     return reps * 2 * n ** 3 / (time.perf_counter() - t) / 1e9
 
 
 @torch.no_grad()
-def reference_probe(model, n_samples: int, shape=(1, 28, 28), batch_size: int = 10_000, seed: int = 0):
+def reference_probe(model, n_samples: int, shape=(1, 28, 28), batch_size: int = 10_000, seed: int = 0,
+                    device="cpu"):
     """The authors' loop, for comparison only (it carries their biases; do not use it for maps).
 
     Softmax inside the model, the global RNG, per-batch class means of the
@@ -67,22 +80,24 @@ def reference_probe(model, n_samples: int, shape=(1, 28, 28), batch_size: int = 
     then the mean over batches.
     """
     torch.manual_seed(seed)
+    model = model.to(device)
+
     def net(x):
         return F.softmax(model(x), dim=1)
     acc = None
     n_batches = math.ceil(n_samples / batch_size)
     for _ in range(n_batches):
-        noise = torch.rand(batch_size, *shape)
+        noise = torch.rand(batch_size, *shape, device=device)
         h = net(noise)
         conf, pred = h.max(1)
         weighted = noise * conf.view(-1, *([1] * len(shape)))
         if acc is None:
-            acc = torch.zeros(h.shape[1], *shape)
+            acc = torch.zeros(h.shape[1], *shape, device=device)
         for k in range(h.shape[1]):
             sel = weighted[pred == k]
             if len(sel):
                 acc[k] += sel.mean(0)
-    return acc / n_batches
+    return (acc / n_batches).cpu()  # on a GPU: waits for the work to finish
 
 
 def probe_rate(fn, n: int) -> float:
@@ -107,22 +122,34 @@ def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096) -> float:
 
 def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_size: int = 4096,
                 rss: bool = True, rss_n=(100_000, 1_000_000), compile_: bool = True, n_check: int = 20_000,
-                out=None) -> dict:
-    """Run the probe benchmark and print its table; return the figures."""
+                device="cpu", out=None) -> dict:
+    """Run the probe benchmark and print its table; return the figures.
+
+    ``device="cuda"``: the reference loop, the probe (stimuli drawn on the
+    GPU) and the matmul run there; the compiled and peak-RSS rows are CPU-only.
+    """
+    device = torch.device(device)
+    on_cpu = device.type == "cpu"
+    compile_ = compile_ and on_cpu
+    rss = rss and on_cpu
     from . import zoo
 
     model = zoo.load("mnist_cnn", epochs=epochs, progress=False)
     shape = (1, 28, 28)
     noise = stimuli.WhiteNoise(shape)
     flops = forward_flops(model, shape)
-    res = {"threads": torch.get_num_threads(), "torch": torch.__version__, "flops_per_image": flops}
-    res["matmul_gflops"] = matmul_gflops()
+    res = {"threads": torch.get_num_threads(), "torch": torch.__version__, "flops_per_image": flops,
+           "device": str(device) if on_cpu else f"{device} ({torch.cuda.get_device_name(device)})"}
+    res["matmul_gflops"] = matmul_gflops(device=device)
     res["matmul_bound_img_s"] = res["matmul_gflops"] * 1e9 / flops
-    res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape), n_ref)
+    reference_probe(model, 10_000, shape, device=device)  # warm-up (GPU kernels, caches)
+    res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape, device=device), n_ref)
 
     def run(k, weighting="none", fast=True):
-        return probe.classification_images(model, noise, k, batch_size=batch_size, seed=0,
+        return probe.classification_images(model, noise, k, batch_size=batch_size, seed=0, device=device,
                                            weighting=weighting, progress=False, fast=fast)
+
+    run(2 * batch_size)  # warm-up
 
     rows = [("none", "none", True), ("confidence", "confidence", True)]
     if compile_:
@@ -149,7 +176,7 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     labels = {"none": "probe, weighting='none':", "confidence": "probe, weighting='confidence':",
               "compile": "probe, fast='compile':"}
     lines = [
-        f"machine: {torch.get_num_threads()} threads, torch {torch.__version__}",
+        f"machine: {res['device']}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         f"MNIST CNN forward: {flops / 1e6:.2f} MFLOP per image",
         f"fp32 matmul 2048^3:             {res['matmul_gflops']:8.1f} GFLOP/s "
         f"(bound {res['matmul_bound_img_s']:,.0f} img/s)",

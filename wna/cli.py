@@ -58,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=4)
     b.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs")
     b.add_argument("--no-compile", action="store_true", help="skip the torch.compile timing")
+    b.add_argument("--device", default="cpu", help="cpu, or cuda: the whole benchmark on the GPU")
     b.add_argument("--json", default=None, help="also write the figures here")
     return p
 
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from . import bench
             bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
-                              compile_=not args.no_compile, out=args.json)
+                              compile_=not args.no_compile, device=args.device, out=args.json)
             return 0
         if args.cmd == "run":
             overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
