@@ -365,3 +365,20 @@ def test_a_fast_path_that_disagrees_with_the_plain_model_is_dropped():
     plain = probe.classification_images(model, noise, 2000, batch_size=500, progress=False, fast=False)
     assert not ci.meta["fast"]
     assert torch.equal(ci.count, plain.count)
+
+
+def test_on_a_gpu_non_finite_outputs_are_caught_after_the_loop():
+    """The GPU path checks for NaN/inf without waiting inside the loop; simulated here on the CPU."""
+    bad = Linear(torch.tensor([[float("nan"), 1.0], [1.0, 1.0]]))
+    eng = probe._Engine(bad, torch.device("cpu"), fast=False)
+    eng._lazy, eng._nonfinite = True, torch.zeros((), dtype=torch.bool)  # what a CUDA device sets
+    seen = []
+
+    def work(i, split):
+        out, _ = eng.forward(torch.rand(4, 2), (2,))  # no error here ...
+        seen.append(i)
+        return out
+
+    with pytest.raises(ValueError, match="non-finite"):
+        list(eng.map(work, range(3)))  # ... but at the end of the loop
+    assert seen == [0, 1, 2]
