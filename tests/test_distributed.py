@@ -20,9 +20,10 @@ def _worker(rank, world, port, out, n, bs):
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        ci = probe.classification_images(_model(), stimuli.WhiteNoise((1, 7, 7)), n, batch_size=bs,
-                                         seed=11, progress=False)
-        ci.save(os.path.join(out, f"rank{rank}.pt"))
+        for attempt in ("first", "resumed"):  # the second call finds each rank's finished checkpoint
+            ci = probe.classification_images(_model(), stimuli.WhiteNoise((1, 7, 7)), n, batch_size=bs,
+                                             seed=11, progress=False, checkpoint=os.path.join(out, "ck.pt"))
+            ci.save(os.path.join(out, f"rank{rank}-{attempt}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -38,12 +39,15 @@ def test_two_gloo_ranks_equal_single_process(tmp_path):
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path), n, bs), nprocs=2, join=True)
     single = probe.classification_images(_model(), stimuli.WhiteNoise((1, 7, 7)), n, batch_size=bs,
                                          seed=11, progress=False)
+    assert sorted(p.name for p in tmp_path.glob("ck*")) == ["ck.rank0-of-2.pt", "ck.rank1-of-2.pt"]
     for rank in range(2):
-        r = probe.ClassificationImages.load(tmp_path / f"rank{rank}.pt")
-        assert r.n == n
-        assert torch.equal(r.count, single.count)
-        ok = single.count > 0
-        assert torch.allclose(r.mean[ok], single.mean[ok], rtol=0, atol=1e-12)
+        for attempt in ("first", "resumed"):
+            r = probe.ClassificationImages.load(tmp_path / f"rank{rank}-{attempt}.pt")
+            assert r.n == n
+            assert torch.equal(r.count, single.count)
+            ok = single.count > 0
+            assert torch.allclose(r.mean[ok], single.mean[ok], rtol=0, atol=1e-12)
+            assert r.meta["resumed_batches"] == (0 if attempt == "first" else 31)  # 16 + 15 over the ranks
 
 
 def test_torchrun_cli_equals_single_process(tmp_path, mnist_available):
@@ -70,3 +74,4 @@ def test_torchrun_cli_equals_single_process(tmp_path, mnist_available):
     assert torch.equal(one.count, two.count)
     ok = one.count > 0
     assert torch.allclose(one.mean[ok], two.mean[ok], rtol=0, atol=1e-12)
+    assert one.meta["rechecked"] == two.meta["rechecked"]  # counted over both ranks

@@ -515,6 +515,15 @@ def _stream(engine: _Engine, work: Callable, mine: range, n_samples: int, batch_
     return total, seen, rechecked, resumed
 
 
+def _all_reduce(tensors, *counters: int) -> list[int]:
+    """Sum ``tensors`` (in place) and the integer ``counters`` over the ranks; the summed counters."""
+    import torch.distributed as dist
+    total = torch.tensor(counters, dtype=torch.int64, device=tensors[0].device)
+    for t in (*tensors, total):
+        dist.all_reduce(t)
+    return [int(v) for v in total.tolist()]
+
+
 def classification_images(model: Callable, stimulus, n_samples: int, batch_size: int = 4096,
                           seed: int = 0, device="cpu", weighting: str = "none",
                           progress: bool = True, num_classes: int | None = None,
@@ -605,17 +614,12 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
                  torch.zeros(num_classes, dtype=torch.int64, device=device))
     sums, count = parts[0].reshape(-1, *shape), parts[1]
 
+    if distributed:
+        seen, rechecked, resumed = _all_reduce((sums, count), seen, rechecked, resumed)
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches)),
             "fast": engine.fast_model is not None, "compiled": engine.compiled, "rechecked": rechecked,
             "resumed_batches": resumed}
-    if distributed:
-        import torch.distributed as dist
-        total = torch.tensor([seen], dtype=torch.int64, device=device)
-        dist.all_reduce(sums)
-        dist.all_reduce(count)
-        dist.all_reduce(total)
-        seen = int(total.item())
     return ClassificationImages(sums.cpu(), count.cpu(), seen, weighting, meta)
 
 
@@ -857,11 +861,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     noise_sums, stim_sums, count, noise_sq = parts
     noise_sums, stim_sums, count = noise_sums.view(2, 2, D), stim_sums.view(2, 2, D), count.view(2, 2)
     if distributed:
-        import torch.distributed as dist
-        total = torch.tensor([seen], dtype=torch.int64, device=device)
-        for t_ in (noise_sums, stim_sums, count, noise_sq, total):
-            dist.all_reduce(t_)
-        seen = int(total.item())
+        seen, rechecked, resumed = _all_reduce((noise_sums, stim_sums, count, noise_sq), seen, rechecked, resumed)
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine),
             "fast": engine.fast_model is not None, "compiled": engine.compiled, "rechecked": rechecked,
