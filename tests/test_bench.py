@@ -34,3 +34,18 @@ def test_a_small_benchmark_run_reports_identical_predictions(mnist_available, ca
     assert res["flops_per_image"] == 4_586_000
     out = capsys.readouterr().out
     assert "reference loop" in out and "x" in out and "same counts and sums" in out
+
+
+def test_reduced_precision_benchmark_runs(mnist_available, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "reduced_precision.py"
+    spec = importlib.util.spec_from_file_location("reduced_precision", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    threads = torch.get_num_threads()
+    mod.main(["--n", "1024"])
+    assert torch.get_num_threads() == threads  # restored
+    out = capsys.readouterr().out
+    assert "fp32" in out and "bfloat16 autocast" in out and "predictions changed" in out
