@@ -194,8 +194,11 @@ class _Engine:
     rounding (about 1e-6 relative), so every row whose top-2 margin is below
     :data:`TIE_TOLERANCE` x (1 + max |logit|) is recomputed with the plain
     model: the predictions equal the plain fp32 model's. :meth:`forward`
-    returns the logits and how many rows were rechecked. Other models,
-    devices or ``fast=False`` run the plain model on the whole batch.
+    returns the logits and how many rows were rechecked. ``fast="compile"``
+    runs a ``torch.compile``-d copy of it instead (frozen weights, every chunk
+    padded to one size). Either copy is first compared with the plain model on
+    a test chunk and dropped if it disagrees. Other models, devices or
+    ``fast=False`` run the plain model on the whole batch.
 
     **Parallel batches.** On the CPU with ``fast``, :meth:`map` runs whole
     batches (drawing the stimuli, the forward pass, the per-batch float64
