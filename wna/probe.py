@@ -10,6 +10,11 @@ Batch ``i`` draws from its own generator seeded from ``(seed, i)``, so any
 split of the batches between shards or processes merges into exactly the
 result of one process (counts equal, means equal up to float64 rounding).
 
+On the CPU the batches run in parallel, one Python thread per core, and their
+sums are added in batch order (the result does not depend on the number of
+threads); a ``checkpoint`` file keeps the running sums, so an interrupted run
+continues where it stopped (see :func:`classification_images`).
+
 Unlike the authors' code, a class that receives no stimulus has a NaN mean
 (not 0), and class means are ratios of global sums and counts (not averages
 of per-batch means, which bias classes that are rare in a batch).
