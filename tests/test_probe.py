@@ -382,3 +382,18 @@ def test_on_a_gpu_non_finite_outputs_are_caught_after_the_loop():
     with pytest.raises(ValueError, match="non-finite"):
         list(eng.map(work, range(3)))  # ... but at the end of the loop
     assert seen == [0, 1, 2]
+
+
+def test_class_sums_in_row_blocks_equal_the_direct_float64_sums():
+    g = torch.Generator().manual_seed(0)
+    n = 2 * probe.SUM_ROWS + 37  # three blocks, the last short
+    x = torch.rand(n, 5, generator=g)
+    labels = torch.randint(3, (n,), generator=g)
+    w = torch.rand(n, generator=g, dtype=torch.float64)
+    xd = x.double()
+    want = torch.stack([(xd[labels == k] * w[labels == k, None]).sum(0) for k in range(3)])
+    sums, sq = probe._class_sums(x, labels, 3, w, squares=True)
+    assert torch.allclose(sums, want, rtol=1e-13, atol=0)
+    assert torch.allclose(sq, (xd * xd).sum(0), rtol=1e-13, atol=0)
+    assert torch.allclose(probe._class_sums(x, labels, 3),
+                          torch.stack([xd[labels == k].sum(0) for k in range(3)]), rtol=1e-13, atol=0)

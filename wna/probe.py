@@ -418,10 +418,26 @@ def _plan(n_samples, batch_size, shard):
     return n_samples, batch_size, n_batches, range(rank, n_batches, world), distributed
 
 
-def _class_sums(x: torch.Tensor, labels: torch.Tensor, C: int) -> torch.Tensor:
-    """Float64 sums of the rows of ``x`` (converted to float64) per label, ``(C, D)``."""
-    x = x.to(torch.float64)
-    return torch.zeros((C, x.shape[1]), dtype=torch.float64, device=x.device).index_add_(0, labels, x)
+SUM_ROWS = 1024  # rows converted to float64 at a time: bounded memory for large stimuli
+
+
+def _class_sums(x: torch.Tensor, labels: torch.Tensor, C: int, weights: torch.Tensor | None = None,
+                squares: bool = False):
+    """Float64 sums of the rows of ``x`` per label, ``(C, D)``, each row times ``weights[row]`` if given.
+
+    The rows are converted to float64 :data:`SUM_ROWS` at a time. With
+    ``squares``, also returns the float64 sum of the squared rows ``(D,)``.
+    """
+    out = torch.zeros((C, x.shape[1]), dtype=torch.float64, device=x.device)
+    sq = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device) if squares else None
+    for i in range(0, len(x), SUM_ROWS):
+        xs = x[i:i + SUM_ROWS].to(torch.float64)
+        if squares:
+            sq += (xs * xs).sum(0)
+        if weights is not None:
+            xs.mul_(weights[i:i + SUM_ROWS, None])
+        out.index_add_(0, labels[i:i + SUM_ROWS], xs)
+    return (out, sq) if squares else out
 
 
 def _class_counts(labels: torch.Tensor, C: int) -> torch.Tensor:
@@ -600,10 +616,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         pred, c = decide(logits)
         if num_classes is not None and c != num_classes:
             raise ValueError(f"num_classes={num_classes} but the model outputs {c} classes")
-        xs = x.reshape(b, D).to(torch.float64)
-        if weighting == "confidence":
-            xs.mul_(_confidence(logits).to(device).unsqueeze(1))
-        return (_class_sums(xs, pred, c), _class_counts(pred, c)), b, rechecked
+        weights = _confidence(logits).to(device) if weighting == "confidence" else None
+        return (_class_sums(x.reshape(b, D), pred, c, weights), _class_counts(pred, c)), b, rechecked
 
     with _eval_mode(model):
         if num_classes is None and len(mine) == 0:
@@ -848,9 +862,8 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
         if c != 2:
             raise ValueError(f"a binary observer needs one logit or two classes, got {c}")
         cell = signal_classes[idx] * 2 + resp  # 0..3 = (s, r) row-major
-        nf = n.reshape(b, D).to(torch.float64)
-        parts = (_class_sums(nf, cell, 4), _class_sums(t.reshape(b, D), cell, 4),
-                 _class_counts(cell, 4), (nf * nf).sum(0))
+        noise_sums, noise_sq = _class_sums(n.reshape(b, D), cell, 4, squares=True)
+        parts = (noise_sums, _class_sums(t.reshape(b, D), cell, 4), _class_counts(cell, 4), noise_sq)
         return parts, b, rechecked
 
     with _eval_mode(model):
