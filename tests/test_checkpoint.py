@@ -103,8 +103,10 @@ def test_binary_cells_resume(tmp_path):
 
 
 SCRIPT = """
-import sys, torch
+import signal, sys, torch
 from wna import models, probe, stimuli
+# a shell that starts jobs in the background (as CI may) makes them ignore SIGINT; restore Ctrl-C
+signal.signal(signal.SIGINT, signal.default_int_handler)
 torch.manual_seed(0)
 model = models.MnistCNN().eval()
 probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 60_000, batch_size=1000, seed=1,
