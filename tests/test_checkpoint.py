@@ -107,6 +107,8 @@ import signal, sys, torch
 from wna import models, probe, stimuli
 # a shell that starts jobs in the background (as CI may) makes them ignore SIGINT; restore Ctrl-C
 signal.signal(signal.SIGINT, signal.default_int_handler)
+from wna import cli
+cli._interrupt_on_sigterm()  # what `wna probe --checkpoint` does
 torch.manual_seed(0)
 model = models.MnistCNN().eval()
 probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 60_000, batch_size=1000, seed=1,
@@ -114,8 +116,9 @@ probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 60_000, batc
 """
 
 
-def test_ctrl_c_keeps_the_batches_done(tmp_path):
-    """A real SIGINT while the worker threads run: the file holds what was done, and resuming completes it."""
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])  # Ctrl-C; a job scheduler's stop (wna probe)
+def test_ctrl_c_keeps_the_batches_done(tmp_path, sig):
+    """A real signal while the worker threads run: the file holds what was done, and resuming completes it."""
     import signal
     import subprocess
     import sys
@@ -128,7 +131,7 @@ def test_ctrl_c_keeps_the_batches_done(tmp_path):
     t = time.monotonic()
     while not ck.exists() and proc.poll() is None and time.monotonic() - t < 120:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
     done = torch.load(ck, weights_only=False)["state"][1]

@@ -63,6 +63,16 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (a job scheduler's stop) into KeyboardInterrupt, so a checkpoint is saved."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def _probe(args) -> int:
     import os
     import time
@@ -80,6 +90,8 @@ def _probe(args) -> int:
             args.device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
             torch.cuda.set_device(args.device)
     rank = dist.get_rank() if dist.is_initialized() else 0
+    if args.checkpoint:
+        _interrupt_on_sigterm()
     try:
         config = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
         model = zoo.load(args.model, progress=rank == 0 and not args.no_progress, **config)
