@@ -161,20 +161,29 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     for name, w, fast in rows:
         res[f"probe_{name}_img_s"] = probe_rate(lambda k: run(k, w, fast), n)
         res[f"ratio_{name}"] = res[f"probe_{name}_img_s"] / res["reference_img_s"]
+    if ("compile", "none", "compile") in rows:  # the same, without the call's (cached) compile time
+        t = time.perf_counter()
+        run(1, fast="compile")
+        setup = time.perf_counter() - t
+        t = time.perf_counter()
+        run(n, fast="compile")
+        res["probe_compile_steady_img_s"] = n / max(time.perf_counter() - t - setup, 1e-9)
+        res["ratio_compile_steady"] = res["probe_compile_steady_img_s"] / res["reference_img_s"]
+        rows.append(("compile_steady", "none", "compile"))
     for k in ["reference"] + [f"probe_{name}" for name, _, _ in rows]:
         res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
     # the fast paths must give the plain fp32 model's predictions: same counts, same sums
     plain = run(n_check, fast=False)
     res["identical_to_plain"] = {}
     for name, w, fast in rows:
-        if w == "none":
+        if w == "none" and name != "compile_steady":
             r = run(n_check, fast=fast)
             res["identical_to_plain"][name] = bool(torch.equal(r.count, plain.count)
                                                   and torch.equal(r.sums, plain.sums))
     if rss:
         res["peak_rss_mib"] = {str(k): peak_rss(k, epochs, batch_size) for k in rss_n}
     labels = {"none": "probe, weighting='none':", "confidence": "probe, weighting='confidence':",
-              "compile": "probe, fast='compile':"}
+              "compile": "probe, fast='compile':", "compile_steady": "  the same, less its compile time:"}
     lines = [
         f"machine: {res['device']}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         f"MNIST CNN forward: {flops / 1e6:.2f} MFLOP per image",

@@ -187,6 +187,7 @@ def _dist():
 
 FAST_CHUNK = 256  # rows per forward pass on the fast CPU path (fits the caches)
 TIE_TOLERANCE = 1e-4  # relative top-2 margin below which the plain model decides
+COMPILE_FREEZING = True  # fast="compile": weights frozen into the compiled graph
 
 
 class _Engine:
@@ -274,7 +275,7 @@ class _Engine:
                     try:
                         import torch._inductor.config as inductor_config
                         fn = torch.compile(self.fast_model, dynamic=False)
-                        with inductor_config.patch(freezing=True):  # read when compiling, not via options=
+                        with inductor_config.patch(freezing=COMPILE_FREEZING):  # read when compiling, not options=
                             fn(x.contiguous(memory_format=torch.channels_last))  # compiles now, here
                         self.fast_model, self.compiled = fn, True
                     except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model, ...
