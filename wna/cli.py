@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--fast", default="eager", choices=list(FAST),
                     help="CPU fast path: eager (channels-last chunks), compile (torch.compile, "
-                         "about 20 s to compile) or off (the plain model); predictions are the plain model's")
+                         "seconds to compile; for long runs) or off (the plain model); predictions are the plain model's")
     pr.add_argument("--out", default=None, help="save the result here (.pt)")
     pr.add_argument("--checkpoint", default=None,
                     help="keep the running sums here (every minute, at the end, on Ctrl-C); "

@@ -584,9 +584,9 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         ``meta["rechecked"]`` counts the recomputed stimuli; ``fast=False``
         runs the plain model on whole batches, one after the other.
         ``fast="compile"`` runs a ``torch.compile``-d copy instead (weights
-        frozen; needs a C++ compiler; about 20 s to compile, then about 15%
-        faster here; it falls back to the eager fast path with a warning if
-        compiling fails). Every fast variant is first checked against the
+        frozen; needs a C++ compiler; 7-25 s to compile on 2 CPU cores, less
+        when cached, then 10-20% faster there: worth it for long runs; it
+        falls back to the eager fast path with a warning if compiling fails). Every fast variant is first checked against the
         plain model on a test chunk and dropped if it disagrees.
     checkpoint: a file path: the running sums are saved there (atomically)
         every ``checkpoint_every`` seconds, when the run ends and when it is
