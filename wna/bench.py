@@ -197,7 +197,7 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
                      f"{res[f'probe_{name}_gflops']:6.1f} GFLOP/s  x{res[f'ratio_{name}']:.2f} reference")
     if compile_:
         lines.append(f"torch.compile, first call: {res['compile_s']:.1f} s"
-                     + ("" if "compile" in dict((r[0], r) for r in rows) else " (failed: not timed)"))
+                     + ("" if any(r[0] == "compile" for r in rows) else " (failed: not timed)"))
     lines.append(f"same counts and sums as the plain fp32 model ({n_check:,} images): " + ", ".join(
         f"{k} {'yes' if v else 'NO'}" for k, v in res["identical_to_plain"].items()))
     if rss:
