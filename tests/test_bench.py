@@ -29,7 +29,8 @@ def test_reference_loop_is_the_authors_per_batch_weighted_mean():
 
 def test_a_small_benchmark_run_reports_identical_predictions(mnist_available, capsys):
     res = bench.bench_probe(n=8192, n_ref=10_000, rss=False, compile_=False, n_check=4096)
-    assert res["identical_to_plain"] == {"none": True}
+    assert res["identical_to_plain"] == {"none": True, "onnx": True}
+    assert res["probe_onnx_steady_img_s"] > res["probe_onnx_img_s"] > 0  # less its export time
     assert res["reference_img_s"] > 0 and res["probe_none_img_s"] > 0
     assert res["flops_per_image"] == 4_586_000
     out = capsys.readouterr().out

@@ -310,7 +310,7 @@ def test_in_order_yields_every_result_in_submission_order():
             assert list(probe._in_order(pool, slow_square, range(n), ahead)) == [i * i for i in range(n)]
 
 
-def test_fast_must_be_true_false_or_compile():
+def test_fast_must_be_true_false_compile_or_onnx():
     with pytest.raises(ValueError, match="fast must be"):
         probe.classification_images(Linear(torch.eye(3)), stimuli.WhiteNoise((3,)), 10, fast="yes")
 
@@ -342,6 +342,52 @@ def test_a_failed_compile_falls_back_to_the_eager_fast_path(monkeypatch):
     plain = probe.classification_images(model, noise, 600, batch_size=300, progress=False, fast=False)
     assert ci.meta["fast"] and not ci.meta["compiled"]
     assert torch.equal(ci.count, plain.count)
+
+
+def test_onnx_fast_path_gives_the_plain_models_result():
+    pytest.importorskip("onnxruntime")
+    from wna import models
+    torch.manual_seed(0)
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    args = dict(n_samples=5 * 1000, batch_size=1000, seed=2, progress=False)
+    for model in (models.MnistCNN().eval(), models.MnistCNN(num_classes=1).eval()):  # untrained: near-ties
+        fast = probe.classification_images(model, noise, fast="onnx", **args)
+        plain = probe.classification_images(model, noise, fast=False, **args)
+        assert fast.meta["fast_path"] == "onnx" and plain.meta["fast_path"] is None
+        assert torch.equal(fast.count, plain.count) and torch.equal(fast.sums, plain.sums)
+        assert int((fast.count > 0).sum()) >= 2  # a real split, not one class
+
+
+def test_the_onnx_model_matches_the_plain_model_and_takes_only_float32():
+    pytest.importorskip("onnxruntime")
+    from wna import models
+    torch.manual_seed(0)
+    model = models.MnistCNN().eval()
+    x = torch.rand(300, 1, 28, 28)
+    onnx = probe._OnnxModel(model, x[:256])
+    with torch.inference_mode():
+        want = model(x)
+    got = onnx(x)  # another batch size than exported with
+    assert got.shape == want.shape and (got - want).abs().max() < 1e-5
+    assert not torch.equal(got, torch.zeros_like(got))
+    with pytest.raises(TypeError, match="float32"):
+        onnx(x.double())
+
+
+def test_a_failed_onnx_export_falls_back_to_the_eager_fast_path(monkeypatch):
+    from wna import models
+
+    def broken(*a, **k):
+        raise RuntimeError("cannot export this")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    model = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    with pytest.warns(RuntimeWarning, match="ONNX export or onnxruntime failed"):
+        ci = probe.classification_images(model, noise, 600, batch_size=300, progress=False, fast="onnx")
+    plain = probe.classification_images(model, noise, 600, batch_size=300, progress=False, fast=False)
+    assert ci.meta["fast_path"] == "eager"
+    assert torch.equal(ci.count, plain.count) and torch.equal(ci.sums, plain.sums)
 
 
 class LayoutSensitive(torch.nn.Module):

@@ -106,14 +106,17 @@ def probe_rate(fn, n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096) -> float:
+REFERENCE_LABEL = "reference loop (authors'):"
+
+
+def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096, fast=True) -> float:
     """Peak resident memory (MiB) of a fresh process that probes the MNIST CNN with ``n_samples``."""
     code = (
         "import resource, torch\n"
         "from wna import probe, stimuli, zoo\n"
         f"m = zoo.load('mnist_cnn', epochs={epochs}, progress=False)\n"
         f"probe.classification_images(m, stimuli.WhiteNoise((1, 28, 28)), {n_samples}, "
-        f"batch_size={batch_size}, seed=0, progress=False)\n"
+        f"batch_size={batch_size}, seed=0, progress=False, fast={fast!r})\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -121,16 +124,18 @@ def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096) -> float:
 
 
 def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_size: int = 4096,
-                rss: bool = True, rss_n=(100_000, 1_000_000), compile_: bool = True, n_check: int = 20_000,
-                device="cpu", out=None) -> dict:
+                rss: bool = True, rss_n=(100_000, 1_000_000), compile_: bool = True, onnx: bool = True,
+                n_check: int = 20_000, device="cpu", out=None) -> dict:
     """Run the probe benchmark and print its table; return the figures.
 
     ``device="cuda"``: the reference loop, the probe (stimuli drawn on the
-    GPU) and the matmul run there; the compiled and peak-RSS rows are CPU-only.
+    GPU) and the matmul run there; the compiled, ONNX and peak-RSS rows are
+    CPU-only. The ONNX rows need onnxruntime (the ``onnx`` extra).
     """
     device = torch.device(device)
     on_cpu = device.type == "cpu"
     compile_ = compile_ and on_cpu
+    onnx = onnx and on_cpu
     rss = rss and on_cpu
     from . import zoo
 
@@ -152,54 +157,64 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     run(2 * batch_size)  # warm-up
 
     rows = [("none", "none", True), ("confidence", "confidence", True)]
-    if compile_:
+    # the fast paths that take seconds to set up: timed with their setup, then less it
+    slow_setup = [kind for kind, on in (("compile", compile_), ("onnx", onnx)) if on]
+    for kind in slow_setup:
         t = time.perf_counter()
-        first = run(1, fast="compile")
-        res["compile_s"] = time.perf_counter() - t
-        if first.meta["compiled"]:
-            rows.append(("compile", "none", "compile"))
-    for name, w, fast in rows:
+        first = run(1, fast=kind)
+        res[f"{kind}_s"] = time.perf_counter() - t
+        if first.meta["fast_path"] == kind:
+            rows.append((kind, "none", kind))
+    for name, w, fast in list(rows):
         res[f"probe_{name}_img_s"] = probe_rate(lambda k: run(k, w, fast), n)
         res[f"ratio_{name}"] = res[f"probe_{name}_img_s"] / res["reference_img_s"]
-    if ("compile", "none", "compile") in rows:  # the same run, less a call's (cached) compile time
-        t = time.perf_counter()
-        run(1, fast="compile")
-        setup = time.perf_counter() - t
-        res["probe_compile_steady_img_s"] = n / max(n / res["probe_compile_img_s"] - setup, 1e-9)
-        res["ratio_compile_steady"] = res["probe_compile_steady_img_s"] / res["reference_img_s"]
-        rows.append(("compile_steady", "none", "compile"))
+        if name in slow_setup:  # the same run, less a call's setup (a cached compile; a new export)
+            t = time.perf_counter()
+            run(1, fast=fast)
+            setup = time.perf_counter() - t
+            res[f"probe_{name}_steady_img_s"] = n / max(n / res[f"probe_{name}_img_s"] - setup, 1e-9)
+            res[f"ratio_{name}_steady"] = res[f"probe_{name}_steady_img_s"] / res["reference_img_s"]
+            rows.append((f"{name}_steady", "none", fast))
     for k in ["reference"] + [f"probe_{name}" for name, _, _ in rows]:
         res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
     # the fast paths must give the plain fp32 model's predictions: same counts, same sums
     plain = run(n_check, fast=False)
     res["identical_to_plain"] = {}
     for name, w, fast in rows:
-        if w == "none" and name != "compile_steady":
+        if w == "none" and not name.endswith("_steady"):
             r = run(n_check, fast=fast)
             res["identical_to_plain"][name] = bool(torch.equal(r.count, plain.count)
                                                   and torch.equal(r.sums, plain.sums))
     if rss:
         res["peak_rss_mib"] = {str(k): peak_rss(k, epochs, batch_size) for k in rss_n}
+        if any(r[0] == "onnx" for r in rows):
+            res["peak_rss_onnx_mib"] = {str(k): peak_rss(k, epochs, batch_size, "onnx") for k in rss_n}
     labels = {"none": "probe, weighting='none':", "confidence": "probe, weighting='confidence':",
-              "compile": "probe, fast='compile':", "compile_steady": "  the same, less its compile time:"}
+              "compile": "probe, fast='compile':", "compile_steady": "  the same, less its compile time:",
+              "onnx": "probe, fast='onnx':", "onnx_steady": "  the same, less its export time:"}
     lines = [
         f"machine: {res['device']}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         f"MNIST CNN forward: {flops / 1e6:.2f} MFLOP per image",
-        f"fp32 matmul 2048^3:             {res['matmul_gflops']:8.1f} GFLOP/s "
+        f"{'fp32 matmul 2048^3:':34s} {res['matmul_gflops']:8.1f} GFLOP/s "
         f"(bound {res['matmul_bound_img_s']:,.0f} img/s)",
-        f"reference loop (authors'):      {res['reference_img_s']:8,.0f} img/s  "
+        f"{REFERENCE_LABEL:34s} {res['reference_img_s']:8,.0f} img/s  "
         f"{res['reference_gflops']:6.1f} GFLOP/s",
     ]
-    for name, _, _ in rows:
-        lines.append(f"{labels[name]:31s} {res[f'probe_{name}_img_s']:8,.0f} img/s  "
+    order = ["none", "confidence", "compile", "compile_steady", "onnx", "onnx_steady"]
+    for name, _, _ in sorted(rows, key=lambda r: order.index(r[0])):
+        lines.append(f"{labels[name]:34s} {res[f'probe_{name}_img_s']:8,.0f} img/s  "
                      f"{res[f'probe_{name}_gflops']:6.1f} GFLOP/s  x{res[f'ratio_{name}']:.2f} reference")
-    if compile_:
-        lines.append(f"torch.compile, first call: {res['compile_s']:.1f} s"
-                     + ("" if any(r[0] == "compile" for r in rows) else " (failed: not timed)"))
+    what = {"compile": "torch.compile", "onnx": "ONNX export and onnxruntime session"}
+    for kind in slow_setup:
+        lines.append(f"{what[kind]}, first call: {res[f'{kind}_s']:.1f} s"
+                     + ("" if any(r[0] == kind for r in rows) else " (failed: not timed)"))
     lines.append(f"same counts and sums as the plain fp32 model ({n_check:,} images): " + ", ".join(
         f"{k} {'yes' if v else 'NO'}" for k, v in res["identical_to_plain"].items()))
     if rss:
-        lines.append("peak RSS: " + ", ".join(f"N={int(k):,}: {v:.0f} MiB" for k, v in res["peak_rss_mib"].items()))
+        for key, what in (("peak_rss_mib", ""), ("peak_rss_onnx_mib", ", fast='onnx'")):
+            if key in res:
+                lines.append(f"peak RSS{what}: " + ", ".join(f"N={int(k):,}: {v:.0f} MiB"
+                                                             for k, v in res[key].items()))
     print("\n".join(lines))
     if out:
         with open(out, "w") as f:

@@ -2,7 +2,7 @@
 
     wna run [NOTEBOOK ...] --profile {smoke,ci,paper} [-p NAME VALUE ...]
     wna list
-    wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast compile]   (also under torchrun)
+    wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast onnx]   (also under torchrun)
     wna bench probe
 """
 
@@ -15,7 +15,7 @@ import yaml
 
 from . import run as runner
 
-FAST = {"eager": True, "compile": "compile", "off": False}
+FAST = {"eager": True, "compile": "compile", "onnx": "onnx", "off": False}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--fast", default="eager", choices=list(FAST),
                     help="CPU fast path: eager (channels-last chunks), compile (torch.compile, "
-                         "seconds to compile; for long runs) or off (the plain model); predictions are the plain model's")
+                         "seconds to compile), onnx (onnxruntime, seconds to export; the fastest for long runs) "
+                         "or off (the plain model); predictions are the plain model's")
     pr.add_argument("--out", default=None, help="save the result here (.pt)")
     pr.add_argument("--checkpoint", default=None,
                     help="keep the running sums here (every minute, at the end, on Ctrl-C); "
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--epochs", type=int, default=4)
     b.add_argument("--no-rss", action="store_true", help="skip the peak-memory runs")
     b.add_argument("--no-compile", action="store_true", help="skip the torch.compile timing")
+    b.add_argument("--no-onnx", action="store_true", help="skip the fast='onnx' timing")
     b.add_argument("--device", default="cpu", help="cpu, or cuda: the whole benchmark on the GPU")
     b.add_argument("--json", default=None, help="also write the figures here")
     return p
@@ -106,7 +108,7 @@ def _probe(args) -> int:
             print(f"resumed {ci.meta['resumed_batches']:,} batches from {args.checkpoint}")
         if rank == 0:
             print(f"{ci.n:,} stimuli in {wall:.1f} s ({ci.n / wall:,.0f} img/s) on {world} process(es), "
-                  f"fast path {args.fast}; {ci.meta['rechecked']:,} near-ties recomputed by the plain model")
+                  f"fast path {ci.meta['fast_path'] or 'off'}; {ci.meta['rechecked']:,} near-ties recomputed by the plain model")
             print("count per class:", ci.count.tolist())
             if args.out:
                 ci.save(args.out)
@@ -134,7 +136,8 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from . import bench
             bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
-                              compile_=not args.no_compile, device=args.device, out=args.json)
+                              compile_=not args.no_compile, onnx=not args.no_onnx, device=args.device,
+                              out=args.json)
             return 0
         if args.cmd == "run":
             overrides = {k: yaml.safe_load(v) for k, v in args.parameter}

@@ -188,6 +188,44 @@ def _dist():
 FAST_CHUNK = 256  # rows per forward pass on the fast CPU path (fits the caches)
 TIE_TOLERANCE = 1e-4  # relative top-2 margin below which the plain model decides
 COMPILE_FREEZING = True  # fast="compile": weights frozen into the compiled graph
+FAST_PATHS = (True, False, "compile", "onnx")
+
+
+class _OnnxModel:
+    """``model`` exported to ONNX (batch size free) and run by onnxruntime's CPU kernels.
+
+    Each call runs on the calling thread (one onnxruntime thread per session
+    run, the GIL released meanwhile), so the probe's worker threads run
+    chunks side by side on one session. Takes and returns float32 tensors.
+    """
+
+    def __init__(self, model: torch.nn.Module, example: torch.Tensor):
+        import warnings
+        import onnxruntime as ort
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(model, (example,), dynamo=True, verbose=False,
+                                        dynamic_shapes=({0: torch.export.Dim("batch")},))
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(program.model_proto.SerializeToString(), options,
+                                            providers=["CPUExecutionProvider"])
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ValueError(f"the exported model has {len(inputs)} inputs and {len(outputs)} outputs, not 1 and 1")
+        self.input = inputs[0].name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise TypeError(f"the ONNX fast path takes float32 CPU tensors, got {x.dtype} on {x.device}")
+        try:
+            out = self.session.run(None, {self.input: x.contiguous().numpy()})[0]
+        except Exception as exc:  # onnxruntime's own exception types
+            raise RuntimeError(f"onnxruntime: {exc}") from exc
+        return torch.from_numpy(out)
 
 
 class _Engine:
@@ -202,9 +240,12 @@ class _Engine:
     model: the predictions equal the plain fp32 model's. :meth:`forward`
     returns the logits and how many rows were rechecked. ``fast="compile"``
     runs a ``torch.compile``-d copy of it instead (frozen weights, every chunk
-    padded to one size). Either copy is first compared with the plain model on
-    a test chunk and dropped if it disagrees. Other models, devices or
-    ``fast=False`` run the plain model on the whole batch.
+    padded to one size); ``fast="onnx"`` runs the model exported to ONNX on
+    onnxruntime's CPU kernels (:class:`_OnnxModel`), the chunks in the
+    ordinary layout. Any of these is first compared with the plain model on
+    a test chunk and dropped if it disagrees; the near-tie recheck applies to
+    all of them. Other models, devices or ``fast=False`` run the plain model
+    on the whole batch.
 
     **Parallel batches.** On the CPU with ``fast``, :meth:`map` runs whole
     batches (drawing the stimuli, the forward pass, the per-batch float64
@@ -221,11 +262,11 @@ class _Engine:
     """
 
     def __init__(self, model, device, fast, shape=None):
-        if fast not in (True, False, "compile"):
-            raise ValueError(f"fast must be True, False or 'compile', got {fast!r}")
+        if fast not in FAST_PATHS:
+            raise ValueError(f"fast must be True, False, 'compile' or 'onnx', got {fast!r}")
         self.model = model
         self.fast_model = None
-        self.compiled = False
+        self.kind = None  # the fast path that runs: "eager", "compile", "onnx" or None (the plain model)
         self.workers = 1
         self._pool = None
         self._lazy = device.type != "cpu"  # check for NaN/inf without waiting for the device
@@ -234,10 +275,15 @@ class _Engine:
                 and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())):
             import copy
             self.fast_model = copy.deepcopy(model).eval().to(memory_format=torch.channels_last)
+            self.kind = "eager"
             if shape is not None:
-                self._check_fast(shape, compile_=fast == "compile")
+                self._check_fast(shape, "eager" if fast is True else fast)
         if fast and device.type == "cpu":
             self.workers = max(1, torch.get_num_threads())
+
+    @property
+    def compiled(self) -> bool:
+        return self.kind == "compile"
 
     @contextlib.contextmanager
     def _threads(self):
@@ -253,8 +299,8 @@ class _Engine:
             self._pool = None
             torch.set_num_threads(threads)
 
-    def _check_fast(self, shape, compile_: bool) -> None:
-        """Compile if asked, then keep the fast model only if it agrees with the plain one on a test chunk.
+    def _check_fast(self, shape, kind: str) -> None:
+        """Compile or export if asked, then keep the fast model only if it agrees with the plain one on a test chunk.
 
         Runs as the workers will (one torch thread, inference mode, the chunk
         shape and layout): dynamo guards on all of these, and a compiled
@@ -264,20 +310,28 @@ class _Engine:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            with torch.inference_mode():
-                x = torch.rand((FAST_CHUNK, *shape), generator=torch.Generator().manual_seed(0))
-                try:
+            x = torch.rand((FAST_CHUNK, *shape), generator=torch.Generator().manual_seed(0))
+            try:
+                with torch.inference_mode():
                     want = self.model(x)
-                except Exception:  # noqa: BLE001 - the plain model will give the clear error
-                    self.fast_model = None
-                    return
-                if compile_:
+            except Exception:  # noqa: BLE001 - the plain model will give the clear error
+                self.fast_model, self.kind = None, None
+                return
+            if kind == "onnx":
+                try:
+                    self.fast_model, self.kind = _OnnxModel(self.model, x), "onnx"
+                except Exception as exc:  # noqa: BLE001 - no onnxruntime, an unexportable model, ...
+                    warnings.warn(f"the ONNX export or onnxruntime failed ({type(exc).__name__}: "
+                                  f"{str(exc)[:200]}); the probe uses the eager fast path",
+                                  RuntimeWarning, stacklevel=4)
+            with torch.inference_mode():
+                if kind == "compile":
                     try:
                         import torch._inductor.config as inductor_config
                         fn = torch.compile(self.fast_model, dynamic=False)
                         with inductor_config.patch(freezing=COMPILE_FREEZING):  # read when compiling, not options=
                             fn(x.contiguous(memory_format=torch.channels_last))  # compiles now, here
-                        self.fast_model, self.compiled = fn, True
+                        self.fast_model, self.kind = fn, "compile"
                     except Exception as exc:  # noqa: BLE001 - no compiler, unsupported model, ...
                         warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); "
                                       "the probe uses the eager fast path", RuntimeWarning, stacklevel=4)
@@ -292,13 +346,14 @@ class _Engine:
         if not ok:
             warnings.warn("the fast path disagrees with the plain model; the probe runs the plain model",
                           RuntimeWarning, stacklevel=4)
-            self.fast_model, self.compiled = None, False
+            self.fast_model, self.kind = None, None
 
     def _chunks(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # inference mode is per thread
             outs = []
+            layout = torch.contiguous_format if self.kind == "onnx" else torch.channels_last
             for i in range(0, len(x), FAST_CHUNK):
-                c = x[i:i + FAST_CHUNK].contiguous(memory_format=torch.channels_last)
+                c = x[i:i + FAST_CHUNK].contiguous(memory_format=layout)
                 if self.compiled and len(c) < FAST_CHUNK:  # one chunk size: no recompilation
                     pad = c.new_zeros((FAST_CHUNK - len(c), *c.shape[1:]))
                     c = torch.cat([c, pad]).contiguous(memory_format=torch.channels_last)
@@ -585,9 +640,15 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         runs the plain model on whole batches, one after the other.
         ``fast="compile"`` runs a ``torch.compile``-d copy instead (weights
         frozen; needs a C++ compiler; 7-25 s to compile on 2 CPU cores, less
-        when cached, then 10-20% faster there: worth it for long runs; it
-        falls back to the eager fast path with a warning if compiling fails). Every fast variant is first checked against the
-        plain model on a test chunk and dropped if it disagrees.
+        when cached, then 10-20% faster there: worth it for long runs).
+        ``fast="onnx"`` exports the model to ONNX and runs it with
+        onnxruntime (needs the ``onnx`` extra: ``onnxruntime``, ``onnx``,
+        ``onnxscript``; 2-6 s to export, then about 30% faster than the eager
+        fast path on the paper's CNN here: the fastest for long runs). Both
+        fall back to the eager fast path with a warning if compiling or
+        exporting fails. Every fast variant is first checked against the
+        plain model on a test chunk and dropped if it disagrees;
+        ``meta["fast_path"]`` says which one ran.
     checkpoint: a file path: the running sums are saved there (atomically)
         every ``checkpoint_every`` seconds, when the run ends and when it is
         interrupted (Ctrl-C, an error). Calling again with the same arguments
@@ -641,8 +702,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         seen, rechecked, resumed = _all_reduce((sums, count), seen, rechecked, resumed)
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "stimulus": repr(stimulus), "batches": list(mine) if not distributed else list(range(n_batches)),
-            "fast": engine.fast_model is not None, "compiled": engine.compiled, "rechecked": rechecked,
-            "resumed_batches": resumed}
+            "fast": engine.fast_model is not None, "fast_path": engine.kind, "compiled": engine.compiled,
+            "rechecked": rechecked, "resumed_batches": resumed}
     return ClassificationImages(sums.cpu(), count.cpu(), seen, weighting, meta)
 
 
@@ -886,7 +947,7 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
         seen, rechecked, resumed = _all_reduce((noise_sums, stim_sums, count, noise_sq), seen, rechecked, resumed)
     meta = {"seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
             "noise": repr(noise), "batches": list(range(n_batches)) if distributed else list(mine),
-            "fast": engine.fast_model is not None, "compiled": engine.compiled, "rechecked": rechecked,
-            "resumed_batches": resumed}
+            "fast": engine.fast_model is not None, "fast_path": engine.kind, "compiled": engine.compiled,
+            "rechecked": rechecked, "resumed_batches": resumed}
     return StimulusResponseCells(noise_sums.reshape(2, 2, *shape).cpu(), stim_sums.reshape(2, 2, *shape).cpu(),
                                  count.cpu(), noise_sq.reshape(shape).cpu(), seen, gamma, meta)
