@@ -50,3 +50,11 @@ def test_reduced_precision_benchmark_runs(mnist_available, capsys):
     assert torch.get_num_threads() == threads  # restored
     out = capsys.readouterr().out
     assert "fp32" in out and "bfloat16 autocast" in out and "predictions changed" in out
+
+
+def test_peak_rss_is_the_child_process_own(mnist_available):
+    parent = torch.ones(400 * 2**20 // 4 * 3)  # 1.2 GiB here: a child's ru_maxrss would count it
+    parent.add_(1)
+    small = bench.peak_rss(2_000)
+    assert 200 < small < 1_100, small  # torch alone is about 500 MiB
+    del parent
