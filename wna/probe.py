@@ -643,7 +643,7 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         when cached, then 10-20% faster there: worth it for long runs).
         ``fast="onnx"`` exports the model to ONNX and runs it with
         onnxruntime (needs the ``onnx`` extra: ``onnxruntime``, ``onnx``,
-        ``onnxscript``; 2-6 s to export, then about 30% faster than the eager
+        ``onnxscript``; 2-6 s to export, then 15-30% faster than the eager
         fast path on the paper's CNN here: the fastest for long runs). Both
         fall back to the eager fast path with a warning if compiling or
         exporting fails. Every fast variant is first checked against the
