@@ -51,6 +51,15 @@ __all__ = [
 WEIGHTINGS = ("none", "confidence")
 
 
+def _save_atomic(obj, path) -> None:
+    """``torch.save`` to ``path`` through a temporary file: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
 @dataclass
 class ClassificationImages:
     """Sums and counts of stimuli per predicted class.
@@ -104,12 +113,8 @@ class ClassificationImages:
 
     def save(self, path) -> None:
         """Save to ``path`` (written atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"sums": self.sums, "count": self.count, "n": self.n,
-                    "weighting": self.weighting, "meta": self.meta, "format": 1}, tmp)
-        tmp.replace(path)
+        _save_atomic({"sums": self.sums, "count": self.count, "n": self.n,
+                      "weighting": self.weighting, "meta": self.meta, "format": 1}, path)
 
     @classmethod
     def load(cls, path) -> "ClassificationImages":
@@ -549,10 +554,7 @@ class _Checkpoint:
             return
         total, done, seen, rechecked = state
         total = None if total is None else [t.cpu() for t in total]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        torch.save({"format": 1, "key": self.key, "state": (total, done, seen, rechecked)}, tmp)
-        tmp.replace(self.path)
+        _save_atomic({"format": 1, "key": self.key, "state": (total, done, seen, rechecked)}, self.path)
         self._last = time.monotonic()
 
 
@@ -867,12 +869,8 @@ class StimulusResponseCells:
                                      self.n + other.n, self.gamma, dict(self.meta))
 
     def save(self, path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: getattr(self, k) for k in
-                    ("noise_sums", "stimulus_sums", "count", "noise_sq", "n", "gamma", "meta")}, tmp)
-        tmp.replace(path)
+        _save_atomic({k: getattr(self, k) for k in
+                      ("noise_sums", "stimulus_sums", "count", "noise_sq", "n", "gamma", "meta")}, path)
 
     @classmethod
     def load(cls, path) -> "StimulusResponseCells":
