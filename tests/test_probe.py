@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from wna import probe, stimuli
+from wna import probe, stimuli, templates
 
 
 class Linear(torch.nn.Module):
@@ -200,20 +200,36 @@ def test_template_accuracy_known_answers():
     templates = torch.rand(5, 1, 6, 6, generator=gen)
     labels = torch.arange(5).repeat(4)
     images = templates[labels] * torch.linspace(0.5, 3.0, 20)[:, None, None, None]  # scale-free
-    acc, conf = probe.template_accuracy(templates, images, labels)
+    acc, conf = probe.template_accuracy(templates, images, labels, rule="cosine")
     assert acc == 1.0 and torch.equal(conf, torch.diag(torch.full((5,), 4)))
     # an empty (NaN) template is never chosen; its class is always wrong
     t2 = templates.clone()
     t2[3] = float("nan")
-    acc2, conf2 = probe.template_accuracy(t2, images, labels)
-    assert conf2[:, 3].sum() == 0 and acc2 == pytest.approx(16 / 20)
-    assert int(conf2.sum()) == 20
-    # cosine, not dot product: a template scaled up does not win more often
+    for rule in ("dot", "cosine"):
+        acc2, conf2 = probe.template_accuracy(t2, images, labels, rule=rule)
+        assert conf2[:, 3].sum() == 0 and int(conf2.sum()) == 20
+    assert probe.template_accuracy(t2, images, labels, rule="cosine")[0] == pytest.approx(16 / 20)
+    # cosine ignores a template's scale; the raw dot product does not
     t3 = templates.clone()
     t3[0] *= 100
-    assert probe.template_accuracy(t3, images, labels)[0] == 1.0
+    assert probe.template_accuracy(t3, images, labels, rule="cosine")[0] == 1.0
+    acc_dot, conf_dot = probe.template_accuracy(t3, images, labels, rule="dot")
+    assert acc_dot == pytest.approx(4 / 20) and conf_dot[:, 0].sum() == 20  # the scaled one wins all
     with pytest.raises(ValueError):
         probe.template_accuracy(templates, images[:, :, :5], labels)
+    with pytest.raises(ValueError, match="rule"):
+        probe.template_accuracy(templates, images, labels, rule="euclid")
+
+
+def test_dot_rule_hand_computed():
+    """Two templates, two images: argmax of the raw dot product, worked out by hand."""
+    t = torch.tensor([[1.0, 0.0], [0.6, 0.6]])
+    x = torch.tensor([[1.0, 0.1], [0.5, 0.6]])
+    # image 0: 1.0 vs 0.66 -> 0; image 1: 0.5 vs 0.66 -> 1. Cosine agrees here; scale t[1] by 0.5:
+    assert templates.match(t, x, "dot").tolist() == [0, 1]
+    t[1] *= 0.5  # 0.5 vs 0.33 -> image 1 now goes to 0 under dot, still 1 under cosine
+    assert templates.match(t, x, "dot").tolist() == [0, 0]
+    assert templates.match(t, x, "cosine").tolist() == [0, 1]
 
 
 def test_minmax_and_assigned_classes():

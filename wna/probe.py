@@ -34,6 +34,7 @@ import torch
 from tqdm import tqdm
 
 from .models import binary_logit, decide
+from .templates import assigned_classes, class_means, minmax, template_accuracy  # noqa: F401 (re-exported)
 
 __all__ = [
     "ClassificationImages",
@@ -707,77 +708,6 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
             "fast": engine.fast_model is not None, "fast_path": engine.kind, "compiled": engine.compiled,
             "rechecked": rechecked, "resumed_batches": resumed}
     return ClassificationImages(sums.cpu(), count.cpu(), seen, weighting, meta)
-
-
-def minmax(maps: torch.Tensor) -> torch.Tensor:
-    """Min-max normalise each map to [0, 1] (the paper's display; NaN maps stay NaN)."""
-    m = maps.reshape(maps.shape[0], -1).to(torch.float64)
-    lo = m.amin(1, keepdim=True)
-    hi = m.amax(1, keepdim=True)
-    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
-    return ((m - lo) / span).reshape(maps.shape)
-
-
-def template_accuracy(templates: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
-                      ) -> tuple[float, torch.Tensor]:
-    """Classify images by their most similar template (Fig. 2C, 3B, 5).
-
-    The authors' rule: templates ``(C, *shape)`` and images ``(N, *shape)`` are
-    flattened and L2-normalised, and each image gets the class whose template
-    has the largest dot product with it (cosine similarity, no mean
-    subtraction). A template containing NaN (a class that received no
-    stimulus) is never chosen.
-
-    Returns the accuracy in [0, 1] and the confusion matrix ``(C, C)`` of
-    counts, rows true class, columns predicted class.
-    """
-    templates = torch.as_tensor(templates)
-    images = torch.as_tensor(images)
-    labels = torch.as_tensor(labels).long()
-    C = templates.shape[0]
-    t = templates.reshape(C, -1).to(torch.float64)
-    x = images.reshape(images.shape[0], -1).to(torch.float64)
-    if t.shape[1] != x.shape[1]:
-        raise ValueError(f"templates have {t.shape[1]} values each, images {x.shape[1]}")
-    if labels.shape != (x.shape[0],):
-        raise ValueError(f"labels must be ({x.shape[0]},), got {tuple(labels.shape)}")
-    if labels.numel() and (labels.min() < 0 or labels.max() >= C):
-        raise ValueError(f"labels must lie in [0, {C})")
-    valid = torch.isfinite(t).all(1)
-    if not valid.any():
-        raise ValueError("every template is empty (NaN)")
-    t = torch.where(valid[:, None], t, torch.zeros_like(t))
-    t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    scores = x @ t.T
-    scores[:, ~valid] = -math.inf
-    pred = scores.argmax(1)
-    confusion = torch.zeros((C, C), dtype=torch.int64)
-    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
-    acc = float((pred == labels).double().mean()) if labels.numel() else float("nan")
-    return acc, confusion
-
-
-def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates)."""
-    labels = torch.as_tensor(labels).long()
-    C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    sums = _class_sums(torch.as_tensor(images).reshape(len(labels), -1), labels, C)
-    counts = _class_counts(labels, C).to(torch.float64)[:, None]
-    return (sums / counts).reshape(C, *images.shape[1:])
-
-
-@torch.inference_mode()
-def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
-    """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
-    maps = torch.as_tensor(maps)
-    valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)
-    out = torch.full((maps.shape[0],), -1, dtype=torch.int64)
-    if valid.any():
-        with _eval_mode(model):
-            logits = predict(model, maps[valid].to(torch.float32))
-        out[valid] = decide(logits)[0].cpu()
-    return out
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,119 @@
+"""Template matching: classify images by their most similar template (Figs. 2C, 3, 5; Table 1).
+
+Two rules, because the paper used both (``../shared/paper/NOTES.md``):
+
+* ``rule="dot"``: the raw dot product of the flattened template and image,
+  no normalisation of either. Fig. 2C's caption ("template matching using dot
+  product") and Section 3.1's MNIST numbers: with the mean training digits as
+  templates it gives the paper's 63.10% exactly.
+* ``rule="cosine"``: both flattened and L2-normalised first (cosine
+  similarity, no mean subtraction): the released code's rule for Fig. 5 and
+  for the CIFAR-10 mean-image number.
+
+Under ``dot`` the scale of each template matters (a template with a larger
+norm wins more often), so the scaling applied to maps before matching
+(:func:`minmax`, or none) is part of the method and is named wherever a
+number is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+__all__ = ["RULES", "template_accuracy", "match", "minmax", "class_means", "assigned_classes"]
+
+RULES = ("dot", "cosine")
+
+
+def minmax(maps: torch.Tensor) -> torch.Tensor:
+    """Min-max normalise each map to [0, 1] (the paper's display; NaN maps stay NaN)."""
+    maps = torch.as_tensor(maps)
+    m = maps.reshape(maps.shape[0], -1).to(torch.float64)
+    lo = m.amin(1, keepdim=True)
+    hi = m.amax(1, keepdim=True)
+    span = torch.where(hi > lo, hi - lo, torch.ones_like(hi))
+    return ((m - lo) / span).reshape(maps.shape)
+
+
+def _flat(templates, images, labels=None):
+    templates = torch.as_tensor(templates)
+    images = torch.as_tensor(images)
+    C = templates.shape[0]
+    t = templates.reshape(C, -1).to(torch.float64)
+    x = images.reshape(images.shape[0], -1).to(torch.float64)
+    if t.shape[1] != x.shape[1]:
+        raise ValueError(f"templates have {t.shape[1]} values each, images {x.shape[1]}")
+    if labels is not None:
+        labels = torch.as_tensor(labels).long()
+        if labels.shape != (x.shape[0],):
+            raise ValueError(f"labels must be ({x.shape[0]},), got {tuple(labels.shape)}")
+        if labels.numel() and (labels.min() < 0 or labels.max() >= C):
+            raise ValueError(f"labels must lie in [0, {C})")
+    return t, x, labels
+
+
+def match(templates: torch.Tensor, images: torch.Tensor, rule: str = "dot") -> torch.Tensor:
+    """The class of the best-matching template for each image, ``(N,)`` int64.
+
+    ``templates`` ``(C, *shape)``, ``images`` ``(N, *shape)``. A template
+    containing NaN (a class that received no stimulus) is never chosen.
+    """
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    t, x, _ = _flat(templates, images)
+    valid = torch.isfinite(t).all(1)
+    if not valid.any():
+        raise ValueError("every template is empty (NaN)")
+    t = torch.where(valid[:, None], t, torch.zeros_like(t))
+    if rule == "cosine":
+        t = t / t.norm(dim=1, keepdim=True).clamp_min(1e-300)
+        x = x / x.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    scores = x @ t.T
+    scores[:, ~valid] = -math.inf
+    return scores.argmax(1)
+
+
+def template_accuracy(templates: torch.Tensor, images: torch.Tensor, labels: torch.Tensor,
+                      rule: str = "dot") -> tuple[float, torch.Tensor]:
+    """Accuracy and confusion matrix of template matching under ``rule`` (``"dot"`` or ``"cosine"``).
+
+    Each image gets the class of the template with the largest score (see
+    :func:`match`). Returns the accuracy in [0, 1] and the confusion matrix
+    ``(C, C)`` of counts, rows true class, columns predicted class.
+    """
+    t, _, labels = _flat(templates, images, labels)
+    pred = match(templates, images, rule)
+    C = t.shape[0]
+    confusion = torch.zeros((C, C), dtype=torch.int64)
+    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
+    acc = float((pred == labels).double().mean()) if labels.numel() else float("nan")
+    return acc, confusion
+
+
+def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
+    """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates)."""
+    images = torch.as_tensor(images)
+    labels = torch.as_tensor(labels).long()
+    C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
+    x = images.reshape(len(labels), -1).to(torch.float64)
+    sums = torch.zeros((C, x.shape[1]), dtype=torch.float64).index_add_(0, labels, x)
+    counts = torch.zeros(C, dtype=torch.float64).index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64))
+    return (sums / counts[:, None]).reshape(C, *images.shape[1:])
+
+
+@torch.inference_mode()
+def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
+    """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
+    from .probe import _eval_mode as eval_mode, predict
+    from .models import decide
+    maps = torch.as_tensor(maps)
+    valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)
+    out = torch.full((maps.shape[0],), -1, dtype=torch.int64)
+    if valid.any():
+        with eval_mode(model):
+            logits = predict(model, maps[valid].to(torch.float32))
+        out[valid] = decide(logits)[0].cpu()
+    return out
