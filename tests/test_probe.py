@@ -6,7 +6,7 @@ import shutil
 import pytest
 import torch
 
-from wna import probe, stimuli, templates
+from wna import _backends, engine, probe, stimuli, templates
 
 
 class Linear(torch.nn.Module):
@@ -255,7 +255,7 @@ def test_fast_path_gives_the_plain_models_predictions():
     torch.manual_seed(0)
     model = models.MnistCNN().eval()  # untrained: small logit gaps, many near-ties
     noise = stimuli.WhiteNoise((1, 28, 28))
-    eng = probe._Engine(model, torch.device("cpu"), fast=True)
+    eng = _backends.Engine(model, torch.device("cpu"), fast=True)
     assert eng.fast_model is not None
     threads = torch.get_num_threads()
     with torch.inference_mode():
@@ -278,7 +278,7 @@ def test_fast_path_rechecks_exact_ties_with_the_plain_model():
     with torch.no_grad():
         model.fc2.weight.zero_()
         model.fc2.bias.zero_()  # every logit 0: every row is a tie
-    eng = probe._Engine(model, torch.device("cpu"), fast=True)
+    eng = _backends.Engine(model, torch.device("cpu"), fast=True)
     x = torch.rand(300, 1, 28, 28)
     with torch.inference_mode():
         out, rechecked = eng.forward(x, (1, 28, 28))
@@ -323,7 +323,7 @@ def test_in_order_yields_every_result_in_submission_order():
 
     with ThreadPoolExecutor(3) as pool:
         for n, ahead in ((0, 2), (1, 4), (10, 1), (25, 4)):
-            assert list(probe._in_order(pool, slow_square, range(n), ahead)) == [i * i for i in range(n)]
+            assert list(_backends.in_order(pool, slow_square, range(n), ahead)) == [i * i for i in range(n)]
 
 
 def test_fast_must_be_true_false_compile_or_onnx():
@@ -380,7 +380,7 @@ def test_the_onnx_model_matches_the_plain_model_and_takes_only_float32():
     torch.manual_seed(0)
     model = models.MnistCNN().eval()
     x = torch.rand(300, 1, 28, 28)
-    onnx = probe._OnnxModel(model, x[:256])
+    onnx = _backends.OnnxModel(model, x[:256])
     with torch.inference_mode():
         want = model(x)
     got = onnx(x)  # another batch size than exported with
@@ -432,7 +432,7 @@ def test_a_fast_path_that_disagrees_with_the_plain_model_is_dropped():
 def test_on_a_gpu_non_finite_outputs_are_caught_after_the_loop():
     """The GPU path checks for NaN/inf without waiting inside the loop; simulated here on the CPU."""
     bad = Linear(torch.tensor([[float("nan"), 1.0], [1.0, 1.0]]))
-    eng = probe._Engine(bad, torch.device("cpu"), fast=False)
+    eng = _backends.Engine(bad, torch.device("cpu"), fast=False)
     eng._lazy, eng._nonfinite = True, torch.zeros((), dtype=torch.bool)  # what a CUDA device sets
     seen = []
 
@@ -448,14 +448,14 @@ def test_on_a_gpu_non_finite_outputs_are_caught_after_the_loop():
 
 def test_class_sums_in_row_blocks_equal_the_direct_float64_sums():
     g = torch.Generator().manual_seed(0)
-    n = 2 * probe.SUM_ROWS + 37  # three blocks, the last short
+    n = 2 * engine.SUM_ROWS + 37  # three blocks, the last short
     x = torch.rand(n, 5, generator=g)
     labels = torch.randint(3, (n,), generator=g)
     w = torch.rand(n, generator=g, dtype=torch.float64)
     xd = x.double()
     want = torch.stack([(xd[labels == k] * w[labels == k, None]).sum(0) for k in range(3)])
-    sums, sq = probe._class_sums(x, labels, 3, w, squares=True)
+    sums, sq = engine.class_sums(x, labels, 3, w, squares="total")
     assert torch.allclose(sums, want, rtol=1e-13, atol=0)
     assert torch.allclose(sq, (xd * xd).sum(0), rtol=1e-13, atol=0)
-    assert torch.allclose(probe._class_sums(x, labels, 3),
+    assert torch.allclose(engine.class_sums(x, labels, 3),
                           torch.stack([xd[labels == k].sum(0) for k in range(3)]), rtol=1e-13, atol=0)

@@ -15,7 +15,7 @@ import yaml
 
 from . import run as runner
 
-FAST = {"eager": True, "compile": "compile", "onnx": "onnx", "off": False}
+FAST = {"auto": "auto", "eager": "eager", "compile": "compile", "onnx": "onnx", "off": "off"}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -107,7 +107,7 @@ def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | N
 @torch.inference_mode()
 def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
     """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
-    from .probe import _eval_mode as eval_mode, predict
+    from ._backends import eval_mode, predict
     from .models import decide
     maps = torch.as_tensor(maps)
     valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)

@@ -1,0 +1,180 @@
+"""The streaming driver's pieces: seeded batches, shards and ranks, ordered sums, checkpoints.
+
+Batch ``i`` draws from its own generator seeded from ``(seed, i)``
+(:func:`batch_generator`), so any split of the batches between shards or
+``torch.distributed`` ranks merges into exactly the single-process result.
+:func:`stream` adds the per-batch sums of a run in batch order and keeps them
+in a :class:`Checkpoint`, so an interrupted run continues where it stopped
+and gives bitwise the uninterrupted result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+CHECKPOINT_FORMAT = 2
+
+
+def batch_generator(seed: int, index: int, device="cpu") -> torch.Generator:
+    """The generator of batch ``index`` under ``seed``: independent streams per (seed, index)."""
+    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    g = torch.Generator(device=device)
+    g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
+    return g
+
+
+def dist_rank_world() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _positive_int(name: str, v) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
+def plan(n_samples, batch_size, shard):
+    """Check the sizes; ``(n_samples, batch_size, n_batches, this process's batches, distributed)``."""
+    n_samples = _positive_int("n_samples", n_samples)
+    batch_size = _positive_int("batch_size", batch_size)
+    n_batches = math.ceil(n_samples / batch_size)
+    rank, world = dist_rank_world()
+    distributed = world > 1
+    if shard is not None:
+        if distributed:
+            raise ValueError("pass either shard=... or run under torch.distributed, not both")
+        try:
+            k, K = (int(v) for v in shard)
+        except (TypeError, ValueError):
+            raise ValueError(f"shard must be (k, K) with 0 <= k < K, got {shard!r}") from None
+        if not (0 <= k < K):
+            raise ValueError(f"shard must be (k, K) with 0 <= k < K, got {shard}")
+        rank, world = k, K
+    return n_samples, batch_size, n_batches, range(rank, n_batches, world), distributed
+
+
+def digest(name: str, named_tensors) -> str:
+    """A SHA-256 of a name and of ``(name, tensor)`` pairs, their values included."""
+    h = hashlib.sha256(name.encode())
+    for k, v in named_tensors:
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint(model) -> str:
+    """A hash of a model's class and parameters (to tell checkpoints of different models apart)."""
+    return digest(type(model).__qualname__,
+                  model.state_dict().items() if isinstance(model, torch.nn.Module) else ())
+
+
+def save_atomic(obj, path) -> None:
+    """``torch.save`` to ``path`` through a temporary file: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+class Checkpoint:
+    """Atomic saves of a run's running sums every ``every`` seconds, at the end and on
+    interruption; :meth:`load` returns the saved state of the same run (``key``), or None.
+
+    Under ``torch.distributed`` each rank keeps its own file (``<stem>.rank<r>-of-<w><suffix>``).
+    """
+
+    def __init__(self, path, key: dict, every: float):
+        path = Path(path)
+        rank, world = dist_rank_world()
+        if world > 1:
+            path = path.with_name(f"{path.stem}.rank{rank}-of-{world}{path.suffix}")
+        self.path, self.key, self.every = path, key, float(every)
+        self._last = time.monotonic()
+
+    def load(self):
+        if not self.path.exists():
+            return None
+        try:
+            d = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - not a checkpoint of ours, or an older format
+            raise ValueError(f"{self.path} is not a checkpoint this version can read ({exc}); "
+                             "delete it or choose another checkpoint path") from exc
+        theirs = d.get("key") if isinstance(d, dict) else None
+        if theirs != self.key or d.get("format") != CHECKPOINT_FORMAT:
+            diff = sorted(k for k in set(self.key) | set(theirs or {})
+                          if (theirs or {}).get(k) != self.key.get(k))
+            raise ValueError(f"checkpoint {self.path} was written by another run (differs in {diff}); "
+                             "delete it or choose another checkpoint path")
+        total, done, seen, rechecked = d["state"]
+        return total, int(done), int(seen), int(rechecked)
+
+    def save(self, state, force: bool = False) -> None:
+        if not force and time.monotonic() - self._last < self.every:
+            return
+        total, done, seen, rechecked = state
+        total = None if total is None else {k: t.cpu() for k, t in total.items()}
+        save_atomic({"format": CHECKPOINT_FORMAT, "key": self.key,
+                     "state": (total, done, seen, rechecked)}, self.path)
+        self._last = time.monotonic()
+
+
+def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int, desc: str,
+           unit: str, progress: bool, checkpoint: Checkpoint | None = None, device="cpu"):
+    """Run ``work`` over this process's batches; add up their sums in batch order.
+
+    ``work(i, split)`` returns ``(sums, b, rechecked)``: a dict of tensors
+    (the batch's sums), the batch size and the rows the plain model
+    recomputed. With a ``checkpoint``, the batches it holds are skipped and
+    the running sums are saved as it asks: adding the rest in the same order
+    gives bitwise the result of an uninterrupted run.
+    Returns ``(sums, or None without batches, stimuli seen, rechecked, batches resumed)``.
+    """
+    state = (None, 0, 0, 0)  # running sums, batches done, stimuli seen, rechecked
+    if checkpoint is not None:
+        state = checkpoint.load() or state
+        if state[0] is not None:
+            state = ({k: t.to(device) for k, t in state[0].items()}, *state[1:])
+    resumed = state[1]
+    with tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), initial=state[2],
+              unit=unit, unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
+              leave=False) as bar, contextlib.closing(engine.map(work, mine[resumed:])) as results:
+        try:
+            for sums, b, r in results:
+                total, done, seen, rechecked = state
+                total = ({k: v.clone() for k, v in sums.items()} if total is None
+                         else {k: total[k] + sums[k] for k in total})
+                state = (total, done + 1, seen + b, rechecked + r)  # one assignment: consistent if interrupted
+                bar.update(b)
+                if checkpoint is not None:
+                    checkpoint.save(state)
+        except BaseException:
+            if checkpoint is not None and state[1] > resumed:
+                checkpoint.save(state, force=True)
+            raise
+    if checkpoint is not None:
+        checkpoint.save(state, force=True)
+    total, _, seen, rechecked = state
+    return total, seen, rechecked, resumed
+
+
+def all_reduce(sums: dict, *counters: int) -> list[int]:
+    """Sum the tensors of ``sums`` (in place) and the integer ``counters`` over the ranks."""
+    import torch.distributed as dist
+    first = next(iter(sums.values()))
+    total = torch.tensor(counters, dtype=torch.int64, device=first.device)
+    for k in sorted(sums):
+        dist.all_reduce(sums[k])
+    dist.all_reduce(total)
+    return [int(v) for v in total.tolist()]

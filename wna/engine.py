@@ -1,0 +1,352 @@
+"""One engine for every noise experiment: :class:`Probe`, estimators and their results.
+
+Every experiment of the paper draws seeded stimuli in batches, runs them
+through a model and adds up something per batch. :class:`Probe` is the one
+streaming driver (seeded per-batch generators, a fast copy of the model built
+once per stimulus shape, worker threads, shards and ``torch.distributed``,
+ordered sums, checkpoints, progress, meta); an :class:`Estimator` says what to
+add up:
+
+>>> class MeanLogit(Estimator):                        # a whole new experiment
+...     name = "mean_logit"
+...     def update(self, stimuli, outputs):
+...         return {"logits": outputs.double().sum(0)}
+...     def finalize(self, sums, n, meta):
+...         return sums["logits"] / n
+>>> with Probe(model) as p:
+...     p.run(MeanLogit(stimuli.WhiteNoise((1, 28, 28))), 100_000, seed=0)
+
+``update`` must be a pure function of its batch (it runs on worker threads)
+and return a dict of tensors that add across batches. Sharding, ranks,
+checkpoints and determinism then come for free.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import itertools
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import torch
+
+from . import _stream
+from ._backends import Engine, eval_mode, fast_kind, predict
+
+__all__ = ["Probe", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
+
+RESULT_FORMAT = 2
+SUM_ROWS = 1024  # rows converted to float64 at a time: bounded memory for large stimuli
+
+
+# --------------------------------------------------------------------------
+# Estimators and results
+# --------------------------------------------------------------------------
+
+
+class Estimator:
+    """What a probe adds up. Subclasses set ``name`` and implement ``update`` and ``finalize``.
+
+    ``sample(n, generator)`` returns the batch's stimuli: a tensor (the model
+    input) or a tuple whose first element is the model input (the rest is
+    passed on to ``update``, e.g. the noise behind a mixed stimulus).
+    ``update(stimuli, outputs)`` returns this batch's sums, a dict of tensors;
+    ``finalize(sums, n, meta)`` turns the sums over all batches into the result.
+    ``key()`` identifies the experiment in checkpoints.
+    """
+
+    name: ClassVar[str] = "estimator"
+    unit: ClassVar[str] = "img"
+
+    def __init__(self, stimulus):
+        if not hasattr(stimulus, "sample") or not hasattr(stimulus, "shape"):
+            raise ValueError("stimulus must have .shape and .sample(n, generator)")
+        self.stimulus = stimulus
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.stimulus.shape)
+
+    def key(self) -> dict:
+        return {"stimulus": repr(self.stimulus)}
+
+    def sample(self, n: int, generator: torch.Generator):
+        return self.stimulus.sample(n, generator)
+
+    def update(self, stimuli, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def finalize(self, sums: dict[str, torch.Tensor], n: int, meta: dict):
+        raise NotImplementedError
+
+
+def _merge_meta(a: dict, b: dict) -> dict:
+    """Meta of two merged results: batches joined (refused if the same stimuli appear twice)."""
+    m = dict(a)
+    for k in ("rechecked", "resumed_batches"):
+        if k in a or k in b:
+            m[k] = int(a.get(k, 0)) + int(b.get(k, 0))
+    same_run = all(a.get(k) == b.get(k) for k in ("seed", "batch_size", "n_samples"))
+    if same_run and "batches" in a and "batches" in b:
+        both = set(a["batches"]) & set(b["batches"])
+        if both:
+            raise ValueError(f"both results hold batches {sorted(both)[:5]} of seed {a.get('seed')}: "
+                             "merging would count the same stimuli twice")
+        m["batches"] = sorted(set(a["batches"]) | set(b["batches"]))
+    else:
+        m["runs"] = a.get("runs", [_run_of(a)]) + b.get("runs", [_run_of(b)])
+        for k in ("seed", "batch_size", "n_samples", "batches"):
+            m.pop(k, None)
+    for k in ("fast_path", "device"):
+        if a.get(k) != b.get(k):
+            m[k] = "mixed"
+    return m
+
+
+def _same(a, b) -> bool:
+    return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)  # NaN == NaN
+
+
+def _run_of(meta: dict) -> dict:
+    return {k: meta.get(k) for k in ("seed", "batch_size", "n_samples", "batches")}
+
+
+class Result:
+    """Base of every estimator's result (a dataclass): summed tensors, ``n``, identity, ``meta``.
+
+    Subclasses name ``summed`` (tensor fields that add when merging; None
+    stays None) and ``identity`` (fields that must be equal to merge).
+    """
+
+    kind: ClassVar[str] = "result"
+    summed: ClassVar[tuple[str, ...]] = ()
+    identity: ClassVar[tuple[str, ...]] = ()
+
+    def merge(self, other: "Result") -> "Result":
+        """Combine the results of disjoint shards or runs (exact: the sums add)."""
+        if type(other) is not type(self):
+            raise ValueError(f"cannot merge {type(self).__name__} with {type(other).__name__}")
+        for f in self.identity:
+            if not _same(getattr(self, f), getattr(other, f)):
+                raise ValueError(f"cannot merge results of {f} {getattr(self, f)!r} and {getattr(other, f)!r}")
+        fields = {}
+        for f in self.summed:
+            a, b = getattr(self, f), getattr(other, f)
+            if a is not None and b is not None and a.shape != b.shape:
+                raise ValueError(f"cannot merge {f} of shape {tuple(a.shape)} and {tuple(b.shape)}")
+            fields[f] = None if a is None or b is None else a + b
+        fields.update({f: getattr(self, f) for f in self.identity})
+        return type(self)(**fields, n=self.n + other.n, meta=_merge_meta(self.meta, other.meta))
+
+    def save(self, path) -> None:
+        """Save to ``path`` (written atomically; :meth:`load` reads it back)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        _stream.save_atomic({"format": RESULT_FORMAT, "kind": self.kind, "fields": fields}, path)
+
+    @classmethod
+    def load(cls, path):
+        d = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(d, dict) or d.get("format") != RESULT_FORMAT:
+            raise ValueError(f"{path} is not a result file of format {RESULT_FORMAT}")
+        if d.get("kind") != cls.kind:
+            raise ValueError(f"{path} holds a {d.get('kind')!r} result, not {cls.kind!r}")
+        return cls(**d["fields"])
+
+
+def class_sums(x: torch.Tensor, labels: torch.Tensor, C: int, weights: torch.Tensor | None = None,
+               squares: str | None = None):
+    """Float64 sums of the rows of ``x`` ``(B, D)`` per label, ``(C, D)``; each row times ``weights[row]``.
+
+    ``squares="per_class"`` also returns the per-label sums of the squared
+    (weighted) rows ``(C, D)``; ``squares="total"`` the sum of the squared
+    rows ``(D,)``. Rows are converted to float64 :data:`SUM_ROWS` at a time.
+    """
+    out = torch.zeros((C, x.shape[1]), dtype=torch.float64, device=x.device)
+    sq = None
+    if squares == "per_class":
+        sq = torch.zeros_like(out)
+    elif squares == "total":
+        sq = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    elif squares is not None:
+        raise ValueError(f"squares must be None, 'per_class' or 'total', got {squares!r}")
+    for i in range(0, len(x), SUM_ROWS):
+        xs = x[i:i + SUM_ROWS].to(torch.float64)
+        if squares == "total":
+            sq += (xs * xs).sum(0)
+        if weights is not None:
+            xs.mul_(weights[i:i + SUM_ROWS, None])
+        out.index_add_(0, labels[i:i + SUM_ROWS], xs)
+        if squares == "per_class":
+            sq.index_add_(0, labels[i:i + SUM_ROWS], xs * xs)
+    return out if squares is None else (out, sq)
+
+
+def class_counts(labels: torch.Tensor, C: int) -> torch.Tensor:
+    """How many labels equal each of 0..C-1 (int64; unlike bincount, no wait on a GPU)."""
+    return torch.zeros(C, dtype=torch.int64, device=labels.device).index_add_(0, labels, torch.ones_like(labels))
+
+
+# --------------------------------------------------------------------------
+# The probe
+# --------------------------------------------------------------------------
+
+
+def _input(stimuli) -> torch.Tensor:
+    return stimuli[0] if isinstance(stimuli, tuple) else stimuli
+
+
+def _rows(stimuli, k: int):
+    return tuple(s[:k] for s in stimuli) if isinstance(stimuli, tuple) else stimuli[:k]
+
+
+def _state_token(model) -> tuple:
+    """Changes when a parameter or buffer of ``model`` is replaced or modified in place."""
+    if not isinstance(model, torch.nn.Module):
+        return ()
+    out = []
+    for t in itertools.chain(model.parameters(), model.buffers()):
+        try:
+            out.append((t.data_ptr(), t._version))
+        except RuntimeError:  # an inference tensor has no version counter
+            out.append((t.data_ptr(), None))
+    return tuple(out)
+
+
+class Probe:
+    """The streaming engine for one model: build it once, call it for every experiment.
+
+    ``model`` maps a batch ``(B, *shape)`` to logits ``(B, C)``; one output
+    column ``(B,)`` or ``(B, 1)`` is a binary observer (class 1 when > 0).
+    The probe never moves, retrains or otherwise changes the caller's model:
+    a model on another device than ``device`` is copied there, and the model
+    runs in eval mode during a call (its training flag is restored).
+
+    ``fast`` (CPU, models with 2-D convolutions): ``"auto"`` or ``"eager"`` (a
+    channels-last copy in chunks), ``"compile"`` (``torch.compile``, seconds
+    to compile), ``"onnx"`` (onnxruntime, seconds to export) or ``"off"``; the
+    decisions are always the plain fp32 model's (see :mod:`wna._backends`).
+    The fast copy is built at most once per stimulus shape and reused for
+    every call; if the model's parameters change between calls (e.g.
+    micro-stimulation shifting biases), it is rebuilt.
+
+    Same ``seed``, ``batch_size`` and ``n_samples`` give bitwise the same
+    result on the CPU, whatever the number of threads.
+    """
+
+    def __init__(self, model: Callable, *, device="cpu", fast="auto", batch_size: int = 4096,
+                 progress: bool = True):
+        self.fast = fast_kind(fast)
+        self.device = torch.device(device)
+        self.batch_size = _stream._positive_int("batch_size", batch_size)
+        self.progress = bool(progress)
+        self.model = model
+        self._engines: dict[tuple, Engine] = {}
+        self._token = None
+        self._copy = None
+
+    def __enter__(self) -> "Probe":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Drop the fast copies (they are rebuilt if the probe is used again)."""
+        self._engines.clear()
+        self._copy = None
+
+    def _plain(self):
+        """The model on the probe's device (the caller's model itself when it is already there)."""
+        token = _state_token(self.model)
+        if token != self._token:
+            self.close()
+            self._token = token
+        m = self.model
+        if isinstance(m, torch.nn.Module):
+            t = next(itertools.chain(m.parameters(), m.buffers()), None)
+            if t is not None and t.device != self.device:
+                if self._copy is None:
+                    self._copy = copy.deepcopy(m).to(self.device)
+                return self._copy
+        return m
+
+    def engine(self, shape, example=None) -> Engine:
+        """The engine for stimuli of ``shape`` (built on first use; the model must be in eval mode)."""
+        shape = tuple(shape)
+        if shape not in self._engines:
+            self._engines[shape] = Engine(self._plain(), self.device, self.fast, shape, example)
+        return self._engines[shape]
+
+    def run(self, estimator: Estimator, n_samples: int, *, seed: int = 0, shard=None,
+            checkpoint=None, checkpoint_every: float = 60.0, desc: str | None = None):
+        """Stream ``n_samples`` seeded stimuli through the model into ``estimator``; its result.
+
+        Batch ``i`` holds stimuli ``[i * batch_size, (i + 1) * batch_size)`` drawn
+        from :func:`wna._stream.batch_generator` ``(seed, i)``. ``shard=(k, K)``
+        processes only the batches with ``i % K == k`` (results merge into the
+        full one); under an initialised ``torch.distributed`` process group the
+        ranks split the batches the same way, and the sums are all-reduced so
+        every rank returns the full result. ``checkpoint``: a file where the
+        running sums are saved (atomically) every ``checkpoint_every`` seconds,
+        at the end and on interruption; the same call with the same file skips
+        the batches it holds and gives bitwise the uninterrupted result.
+        """
+        if not isinstance(estimator, Estimator):
+            raise ValueError(f"estimator must be a wna.engine.Estimator, got {type(estimator).__name__}")
+        n_samples, batch_size, n_batches, mine, distributed = _stream.plan(n_samples, self.batch_size, shard)
+        shape, device = estimator.shape, self.device
+        plain = self._plain()
+        with eval_mode(plain):
+            with torch.inference_mode():
+                first = estimator.sample(min(256, n_samples), _stream.batch_generator(seed, 0, device))
+            engine = self.engine(shape, _input(first) if device.type == "cpu" else None)
+
+            def work(i, split):
+                b = min(batch_size, n_samples - i * batch_size)
+                stimuli = estimator.sample(b, _stream.batch_generator(seed, i, device))
+                logits, rechecked = engine.forward(_input(stimuli), shape, split)
+                return estimator.update(stimuli, logits), b, rechecked
+
+            zeros = None
+            if len(mine) == 0:  # a rank or shard without batches: zero sums of the right shapes
+                with torch.inference_mode():
+                    zeros = estimator.update(_rows(first, 0), predict(plain, _input(first), shape)[:0])
+            ckpt = None if checkpoint is None else _stream.Checkpoint(checkpoint, {
+                "estimator": estimator.name, **estimator.key(), "model": _stream.fingerprint(plain),
+                "seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
+                "batches": (mine.start, mine.stop, mine.step)}, checkpoint_every)
+            sums, seen, rechecked, resumed = _stream.stream(
+                engine, work, mine, n_samples, batch_size, desc or estimator.name.replace("_", " "),
+                estimator.unit, self.progress, ckpt, device)
+        sums = zeros if sums is None else sums
+        if distributed:
+            seen, rechecked, resumed = _stream.all_reduce(sums, seen, rechecked, resumed)
+        meta = {"estimator": estimator.name, "seed": int(seed), "batch_size": batch_size,
+                "n_samples": n_samples, "stimulus": repr(estimator.stimulus),
+                "batches": list(range(n_batches)) if distributed else list(mine),
+                "fast": engine.fast_model is not None, "fast_path": engine.kind,
+                "compiled": engine.compiled, "tie_tolerance": engine.tie_tolerance,
+                "rechecked": rechecked, "resumed_batches": resumed, "device": str(device)}
+        return estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
+
+    def classification_images(self, stimulus, n_samples: int, *, seed: int = 0, weighting: str = "none",
+                              num_classes: int | None = None, shard=None, checkpoint=None,
+                              checkpoint_every: float = 60.0):
+        """Mean stimulus per predicted class (Fig. 2); see :func:`wna.probe.classification_images`."""
+        from .probe import ClassImageEstimator
+        return self.run(ClassImageEstimator(stimulus, weighting, num_classes), n_samples, seed=seed,
+                        shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc="probe")
+
+    def stimulus_response_cells(self, signals, signal_classes, noise, gamma: float, n_samples: int, *,
+                                seed: int = 0, shard=None, checkpoint=None, checkpoint_every: float = 60.0):
+        """A binary experiment's four cells (Eqs. 1-3, Fig. 1); see :func:`wna.binary.stimulus_response_cells`."""
+        from .binary import CellsEstimator
+        est = CellsEstimator(signals, signal_classes, noise, gamma, self.device)
+        return self.run(est, n_samples, seed=seed, shard=shard, checkpoint=checkpoint,
+                        checkpoint_every=checkpoint_every, desc=f"trials γ={est.gamma:g}")
+
+    def __repr__(self) -> str:
+        built = {s: e.kind for s, e in self._engines.items()}
+        return f"Probe({type(self.model).__name__}, device={self.device}, fast={self.fast!r}, engines={built})"
+
