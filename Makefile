@@ -1,5 +1,6 @@
-# make test   the test suite        make book   every notebook at the ci profile, then the HTML book
-# Both create .venv with the pinned dependencies when it is missing.
+# make test   the test suite (minutes)         make book   every notebook at the ci profile, then the HTML book
+# make test-slow   the slow tests: book build, torchrun, compile/ONNX exports, ci-profile accuracies
+# All create .venv with the pinned dependencies when it is missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= ci
@@ -8,7 +9,7 @@ export WNA_CACHE ?= $(CURDIR)/.cache/wna
 
 STAMP := $(VENV)/.installed
 
-.PHONY: test book notebooks html clean venv
+.PHONY: test test-slow book notebooks html clean venv
 
 venv: $(STAMP)
 
@@ -20,7 +21,10 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest
+	$(VENV)/bin/python -m pytest -m "not slow"
+
+test-slow: $(STAMP)
+	$(VENV)/bin/python -m pytest -m slow
 
 notebooks: $(STAMP)
 	$(VENV)/bin/wna run --profile $(PROFILE) --no-progress

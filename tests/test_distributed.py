@@ -3,6 +3,7 @@
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -50,6 +51,7 @@ def test_two_gloo_ranks_equal_single_process(tmp_path):
             assert r.meta["resumed_batches"] == (0 if attempt == "first" else 31)  # 16 + 15 over the ranks
 
 
+@pytest.mark.slow
 def test_torchrun_cli_equals_single_process(tmp_path, mnist_available):
     """`torchrun --nproc_per_node=2 -m wna probe` gives the single-process result."""
     import subprocess

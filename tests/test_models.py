@@ -22,11 +22,35 @@ def test_mnist_cnn_logits_and_named_activations():
     assert sum(p.numel() for p in m.parameters()) == 431_080
 
 
-def test_logistic_regression_is_affine():
+def test_logistic_regression_known_logits():
+    """One weight and one bias set by hand: class 3's logit is 2 x[100] + 1, every other logit 0."""
     m = models.LogisticRegression()
-    x = torch.rand(4, 1, 28, 28)
-    expected = x.flatten(1) @ m.linear.weight.T + m.linear.bias
-    assert torch.allclose(m(x), expected)
+    with torch.no_grad():
+        m.linear.weight.zero_()
+        m.linear.bias.zero_()
+        m.linear.weight[3, 100] = 2.0
+        m.linear.bias[3] = 1.0
+    x = torch.zeros(2, 1, 28, 28)
+    x[0, 0, 3, 16] = 0.25  # flattened index 3 * 28 + 16 = 100
+    out = m(x)
+    assert out[0].tolist() == [0, 0, 0, 1.5, 0, 0, 0, 0, 0, 0]
+    assert out[1].tolist() == [0, 0, 0, 1.0, 0, 0, 0, 0, 0, 0]
+
+
+def test_rnn_reads_rows_as_time_steps():
+    """Only the last row reaches the read-out through one step when the recurrence is cut."""
+    torch.manual_seed(0)
+    m = models.RNN().eval()
+    with torch.no_grad():
+        for name, p in m.rnn.named_parameters():
+            if name.startswith("weight_hh"):
+                p.zero_()  # no memory: the output depends on the last time step only
+    x = torch.rand(2, 1, 28, 28)
+    y = x.clone()
+    y[:, :, :27] = torch.rand(2, 1, 27, 28)  # change every row but the last
+    assert torch.allclose(m(x), m(y), atol=1e-6)
+    y[:, :, 27] += 0.5
+    assert not torch.allclose(m(x), m(y), atol=1e-3)
 
 
 def test_unknown_names():

@@ -7,8 +7,7 @@ import yaml
 
 from conftest import ROOT
 
-REQUIRED = {"torch": "2.14.1", "torchvision": "0.29.1"}
-MUST_HAVE = {"jupyter-book", "jupytext", "papermill", "myst-nb", "numpy", "scipy", "matplotlib",
+MUST_HAVE = {"torch", "torchvision", "jupyter-book", "jupytext", "papermill", "myst-nb", "numpy", "scipy", "matplotlib",
              "seaborn", "scikit-learn", "tqdm", "pytest"}
 
 
@@ -28,8 +27,6 @@ def test_requirements_and_environment_agree():
     pip_part = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     envpins = _pins(pip_part)
     assert req == envpins
-    for name, version in REQUIRED.items():
-        assert req[name] == version
     assert MUST_HAVE <= set(req)
     major = int(req["jupyter-book"].split(".")[0])
     assert major == 1, "jupyter-book must stay below 2"

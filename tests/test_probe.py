@@ -249,29 +249,6 @@ def test_class_means():
     assert probe.class_means(x, y).tolist() == [[2.0, 3.0], [10.0, 20.0]]
 
 
-def test_fast_path_gives_the_plain_models_predictions():
-    """The channels-last chunked path must predict exactly what the plain fp32 model predicts."""
-    from wna import models
-    torch.manual_seed(0)
-    model = models.MnistCNN().eval()  # untrained: small logit gaps, many near-ties
-    noise = stimuli.WhiteNoise((1, 28, 28))
-    eng = _backends.Engine(model, torch.device("cpu"), fast=True)
-    assert eng.fast_model is not None
-    threads = torch.get_num_threads()
-    with torch.inference_mode():
-        for i in range(3):
-            x = noise.sample(3000, probe.batch_generator(0, i))
-            assert torch.equal(eng.forward(x, (1, 28, 28))[0].argmax(1), model(x).argmax(1))
-        with eng._threads():  # the chunks spread over the worker threads
-            assert torch.equal(eng.forward(x, (1, 28, 28), split=True)[0].argmax(1), model(x).argmax(1))
-    fast = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=True)
-    plain = probe.classification_images(model, noise, 20_000, seed=1, progress=False, fast=False)
-    assert torch.get_num_threads() == threads  # restored
-    assert fast.meta["fast"] and not plain.meta["fast"]
-    assert torch.equal(fast.count, plain.count)
-    assert torch.allclose(fast.sums, plain.sums, rtol=0, atol=0)  # same stimuli, same classes
-
-
 def test_fast_path_rechecks_exact_ties_with_the_plain_model():
     from wna import models
     model = models.MnistCNN().eval()
@@ -331,19 +308,6 @@ def test_fast_must_be_true_false_compile_or_onnx():
         probe.classification_images(Linear(torch.eye(3)), stimuli.WhiteNoise((3,)), 10, fast="yes")
 
 
-@pytest.mark.skipif(not (shutil.which("c++") or shutil.which("g++")), reason="torch.compile needs a C++ compiler")
-def test_compiled_fast_path_gives_the_plain_models_result():
-    from wna import models
-    torch.manual_seed(0)
-    model = models.MnistCNN().eval()  # untrained: many near-ties
-    noise = stimuli.WhiteNoise((1, 28, 28))
-    args = dict(n_samples=5 * 1000, batch_size=1000, seed=2, progress=False)
-    compiled = probe.classification_images(model, noise, fast="compile", **args)
-    plain = probe.classification_images(model, noise, fast=False, **args)
-    assert compiled.meta["compiled"] and compiled.meta["rechecked"] > 0
-    assert torch.equal(compiled.count, plain.count) and torch.equal(compiled.sums, plain.sums)
-
-
 def test_a_failed_compile_falls_back_to_the_eager_fast_path(monkeypatch):
     from wna import models
 
@@ -360,20 +324,7 @@ def test_a_failed_compile_falls_back_to_the_eager_fast_path(monkeypatch):
     assert torch.equal(ci.count, plain.count)
 
 
-def test_onnx_fast_path_gives_the_plain_models_result():
-    pytest.importorskip("onnxruntime")
-    from wna import models
-    torch.manual_seed(0)
-    noise = stimuli.WhiteNoise((1, 28, 28))
-    args = dict(n_samples=5 * 1000, batch_size=1000, seed=2, progress=False)
-    for model in (models.MnistCNN().eval(), models.MnistCNN(num_classes=1).eval()):  # untrained: near-ties
-        fast = probe.classification_images(model, noise, fast="onnx", **args)
-        plain = probe.classification_images(model, noise, fast=False, **args)
-        assert fast.meta["fast_path"] == "onnx" and plain.meta["fast_path"] is None
-        assert torch.equal(fast.count, plain.count) and torch.equal(fast.sums, plain.sums)
-        assert int((fast.count > 0).sum()) >= 2  # a real split, not one class
-
-
+@pytest.mark.slow
 def test_the_onnx_model_matches_the_plain_model_and_takes_only_float32():
     pytest.importorskip("onnxruntime")
     from wna import models

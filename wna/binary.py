@@ -113,8 +113,8 @@ class StimulusResponseCells(Result):
 def _cells(t: torch.Tensor, n: torch.Tensor, signal_class: torch.Tensor, response: torch.Tensor) -> dict:
     b = len(t)
     cell = signal_class * 2 + response  # 0..3 = (s, r) row-major
-    noise_sums, noise_sq = class_sums(n.reshape(b, -1), cell, 4, squares="total")
-    return {"noise_sums": noise_sums, "stimulus_sums": class_sums(t.reshape(b, -1), cell, 4),
+    noise_sums, noise_sq = class_sums(n.flatten(1), cell, 4, squares="total")
+    return {"noise_sums": noise_sums, "stimulus_sums": class_sums(t.flatten(1), cell, 4),
             "count": class_counts(cell, 4), "noise_sq": noise_sq}
 
 

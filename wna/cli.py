@@ -3,7 +3,7 @@
     wna run [NOTEBOOK ...] --profile {smoke,ci,paper} [-p NAME VALUE ...]
     wna list
     wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast onnx]   (also under torchrun)
-    wna bench probe
+    wna bench probe | precision | models
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--fast", default="eager", choices=list(FAST),
                     help="CPU fast path: eager (channels-last chunks), compile (torch.compile, "
-                         "seconds to compile), onnx (onnxruntime, seconds to export; the fastest for long runs) "
-                         "or off (the plain model); predictions are the plain model's")
+                         "seconds to compile), onnx (onnxruntime, seconds to export) or off (the plain "
+                         "model); predictions are the plain model's")
     pr.add_argument("--out", default=None, help="save the result here (.pt)")
     pr.add_argument("--checkpoint", default=None,
                     help="keep the running sums here (every minute, at the end, on Ctrl-C); "
@@ -53,7 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="benchmarks (they print figures)")
-    b.add_argument("what", choices=["probe"])
+    b.add_argument("what", choices=["probe", "precision", "models"],
+                   help="probe: the MNIST CNN against the authors' loop; precision: bf16/int8 against fp32; "
+                        "models: torchvision architectures, plain against fast")
     b.add_argument("--n", type=int, default=200_000, help="noise images for the probe timing")
     b.add_argument("--n-ref", type=int, default=50_000, help="noise images for the reference loop")
     b.add_argument("--epochs", type=int, default=4)
@@ -135,9 +137,14 @@ def main(argv=None) -> int:
             return _probe(args)
         if args.cmd == "bench":
             from . import bench
-            bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
-                              compile_=not args.no_compile, onnx=not args.no_onnx, device=args.device,
-                              out=args.json)
+            if args.what == "precision":
+                bench.bench_precision(n=min(args.n, 20_000), epochs=args.epochs)
+            elif args.what == "models":
+                bench.bench_models(n=min(args.n, 8192), onnx=not args.no_onnx)
+            else:
+                bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
+                                  compile_=not args.no_compile, onnx=not args.no_onnx, device=args.device,
+                                  out=args.json)
             return 0
         if args.cmd == "run":
             overrides = {k: yaml.safe_load(v) for k, v in args.parameter}

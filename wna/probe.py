@@ -114,7 +114,7 @@ def _confidence(logits: torch.Tensor) -> torch.Tensor:
 
 
 def _accumulate(x: torch.Tensor, labels: torch.Tensor, C: int, weights=None) -> dict:
-    sums, sq = class_sums(x.reshape(len(x), -1), labels, C, weights, squares="per_class")
+    sums, sq = class_sums(x.flatten(1), labels, C, weights, squares="per_class")
     return {"sums": sums, "count": class_counts(labels, C), "sq": sq}
 
 

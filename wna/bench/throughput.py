@@ -20,7 +20,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from . import probe, stimuli
+from .. import stimuli
+from ..engine import Probe
 
 __all__ = ["forward_flops", "matmul_gflops", "reference_probe", "probe_rate", "peak_rss", "bench_probe"]
 
@@ -109,8 +110,10 @@ def probe_rate(fn, n: int) -> float:
 REFERENCE_LABEL = "reference loop (authors'):"
 
 
-def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096, fast=True) -> float:
+def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096, fast="auto", trained: bool = True) -> float:
     """Peak resident memory (MiB) of a fresh process that probes the MNIST CNN with ``n_samples``.
+
+    ``trained=False`` probes an untrained CNN (no training, no data needed).
 
     Read from ``VmHWM`` in ``/proc/self/status`` where there is one: the
     process's own peak. ``ru_maxrss`` (the fallback elsewhere) also counts
@@ -119,8 +122,9 @@ def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096, fast=True)
     """
     code = (
         "import resource, torch\n"
-        "from wna import probe, stimuli, zoo\n"
-        f"m = zoo.load('mnist_cnn', epochs={epochs}, progress=False)\n"
+        "from wna import models, probe, stimuli, zoo\n"
+        + (f"m = zoo.load('mnist_cnn', epochs={epochs}, progress=False)\n" if trained
+           else "torch.manual_seed(0)\nm = models.MnistCNN().eval()\n") +
         f"probe.classification_images(m, stimuli.WhiteNoise((1, 28, 28)), {n_samples}, "
         f"batch_size={batch_size}, seed=0, progress=False, fast={fast!r})\n"
         "try:\n"
@@ -135,8 +139,12 @@ def peak_rss(n_samples: int, epochs: int = 4, batch_size: int = 4096, fast=True)
 
 def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_size: int = 4096,
                 rss: bool = True, rss_n=(100_000, 1_000_000), compile_: bool = True, onnx: bool = True,
-                n_check: int = 20_000, device="cpu", out=None) -> dict:
+                n_check: int = 20_000, device="cpu", out=None, model=None) -> dict:
     """Run the probe benchmark and print its table; return the figures.
+
+    ``model``: a ``(B, 1, 28, 28) -> (B, C)`` model to time (default: the
+    zoo's MNIST CNN trained ``epochs`` epochs, the paper's; the peak-RSS rows
+    always use that one).
 
     ``device="cuda"``: the reference loop, the probe (stimuli drawn on the
     GPU) and the matmul run there; the compiled, ONNX and peak-RSS rows are
@@ -147,9 +155,9 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     compile_ = compile_ and on_cpu
     onnx = onnx and on_cpu
     rss = rss and on_cpu
-    from . import zoo
-
-    model = zoo.load("mnist_cnn", epochs=epochs, progress=False)
+    if model is None:
+        from .. import zoo
+        model = zoo.load("mnist_cnn", epochs=epochs, progress=False)
     shape = (1, 28, 28)
     noise = stimuli.WhiteNoise(shape)
     flops = forward_flops(model, shape)
@@ -160,35 +168,37 @@ def bench_probe(n: int = 200_000, n_ref: int = 50_000, epochs: int = 4, batch_si
     reference_probe(model, 10_000, shape, device=device)  # warm-up (GPU kernels, caches)
     res["reference_img_s"] = probe_rate(lambda k: reference_probe(model, k, shape, device=device), n_ref)
 
-    def run(k, weighting="none", fast=True):
-        return probe.classification_images(model, noise, k, batch_size=batch_size, seed=0, device=device,
-                                           weighting=weighting, progress=False, fast=fast)
+    probes = {}
+
+    def run(k, weighting="none", fast="auto"):  # one engine per fast path, built on first use
+        if fast not in probes:
+            probes[fast] = Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
+        return probes[fast].classification_images(noise, k, seed=0, weighting=weighting)
 
     run(2 * batch_size)  # warm-up
 
-    rows = [("none", "none", True), ("confidence", "confidence", True)]
-    # the fast paths that take seconds to set up: timed with their setup, then less it
+    rows = [("none", "none", "auto"), ("confidence", "confidence", "auto")]
+    # the fast paths that take seconds to set up: timed with their setup (a new engine), then without
     slow_setup = [kind for kind, on in (("compile", compile_), ("onnx", onnx)) if on]
     for kind in slow_setup:
         t = time.perf_counter()
-        first = run(1, fast=kind)
+        Probe(model, device=device, fast=kind, progress=False).engine(shape)  # the setup alone
         res[f"{kind}_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        first = run(n, fast=kind)  # a new engine: its setup included
         if first.meta["fast_path"] == kind:
+            res[f"probe_{kind}_img_s"] = n / (time.perf_counter() - t)
             rows.append((kind, "none", kind))
-    for name, w, fast in list(rows):
-        res[f"probe_{name}_img_s"] = probe_rate(lambda k: run(k, w, fast), n)
+            rows.append((f"{kind}_steady", "none", kind))
+    for name, w, fast in rows:
+        if f"probe_{name}_img_s" not in res:
+            res[f"probe_{name}_img_s"] = probe_rate(lambda k: run(k, w, fast), n)
+    for name, _, _ in rows:
         res[f"ratio_{name}"] = res[f"probe_{name}_img_s"] / res["reference_img_s"]
-        if name in slow_setup:  # the same run, less a call's setup (a cached compile; a new export)
-            t = time.perf_counter()
-            run(1, fast=fast)
-            setup = time.perf_counter() - t
-            res[f"probe_{name}_steady_img_s"] = n / max(n / res[f"probe_{name}_img_s"] - setup, 1e-9)
-            res[f"ratio_{name}_steady"] = res[f"probe_{name}_steady_img_s"] / res["reference_img_s"]
-            rows.append((f"{name}_steady", "none", fast))
     for k in ["reference"] + [f"probe_{name}" for name, _, _ in rows]:
         res[f"{k}_gflops"] = res[f"{k}_img_s"] * flops / 1e9
     # the fast paths must give the plain fp32 model's predictions: same counts, same sums
-    plain = run(n_check, fast=False)
+    plain = run(n_check, fast="off")
     res["identical_to_plain"] = {}
     for name, w, fast in rows:
         if w == "none" and not name.endswith("_steady"):

@@ -1,0 +1,298 @@
+"""The engine's contract: wna.Probe, estimators, results (DESIGN.md, "The public contract")."""
+
+import math
+
+import pytest
+import torch
+
+from wna import Estimator, Probe, _backends, binary, engine, models, probe, stimuli
+
+
+class Linear(torch.nn.Module):
+    def __init__(self, w, b=None, squeeze=False):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
+        b = torch.zeros(self.w.shape[0]) if b is None else torch.as_tensor(b, dtype=torch.float32)
+        self.b = torch.nn.Parameter(b, requires_grad=False)
+        self.squeeze = squeeze
+
+    def forward(self, x):
+        out = x.flatten(1) @ self.w.T + self.b
+        return out[:, 0] if self.squeeze else out
+
+
+def cosine(a, b):
+    a, b = a.flatten().double(), b.flatten().double()
+    return float(a @ b / (a.norm() * b.norm()))
+
+
+class SmallBNNet(torch.nn.Module):
+    """Conv, BatchNorm, dropout: what torchvision's models have and the paper's CNN lacks."""
+
+    def __init__(self, classes=10):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.drop = torch.nn.Dropout(0.5)
+        self.fc = torch.nn.Linear(8 * 6 * 6, classes)
+
+    def forward(self, x):
+        return self.fc(self.drop(torch.relu(self.bn(self.conv(x))).flatten(1)))
+
+
+def _bn_net(classes=10):
+    torch.manual_seed(0)
+    net = SmallBNNet(classes)
+    with torch.no_grad():  # running statistics unlike a batch's: train and eval mode differ
+        net.bn.running_mean.uniform_(-0.5, 0.5)
+        net.bn.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def test_probe_builds_the_fast_copy_once_per_shape_and_never_changes_the_model(monkeypatch):
+    net = _bn_net()
+    net.train()  # a freshly built torchvision model is in train mode
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    built = []
+    real = _backends.Engine.__init__
+
+    def counting(self, *a, **k):
+        built.append(a[3] if len(a) > 3 else k.get("shape"))
+        real(self, *a, **k)
+
+    monkeypatch.setattr(_backends.Engine, "__init__", counting)
+    noise = stimuli.WhiteNoise((3, 8, 8))
+    with Probe(net, batch_size=500, progress=False) as p:
+        a = p.classification_images(noise, 1500, seed=0)
+        b = p.classification_images(noise, 1500, seed=1, weighting="confidence")
+        p.classification_images(noise, 700, seed=2)
+        assert built == [(3, 8, 8)]  # one engine for three calls
+        assert a.meta["fast_path"] == "eager" and b.meta["fast_path"] == "eager"  # no disagreement
+    assert net.training  # restored
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    plain = probe.classification_images(net, noise, 1500, seed=0, batch_size=500, fast="off", progress=False)
+    assert torch.equal(a.count, plain.count) and torch.equal(a.sums, plain.sums)
+
+
+def test_a_changed_parameter_rebuilds_the_fast_copy():
+    """Micro-stimulation shifts biases between calls: the probe must see the shifted model."""
+    torch.manual_seed(0)
+    net = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    with Probe(net, batch_size=500, progress=False) as p:
+        before = p.classification_images(noise, 1000, seed=0)
+        with torch.no_grad():
+            net.fc2.bias[3] += 5.0  # class 3 now wins almost always
+        after = p.classification_images(noise, 1000, seed=0)
+        with torch.no_grad():
+            net.fc2.bias[3] -= 5.0
+        again = p.classification_images(noise, 1000, seed=0)
+    assert int(after.count[3]) > 900 > int(before.count[3])
+    fresh = probe.classification_images(net, noise, 1000, seed=0, batch_size=500, fast="off", progress=False)
+    assert torch.equal(again.count, fresh.count) and torch.equal(again.count, before.count)
+
+
+@pytest.mark.parametrize("fast", ["eager", pytest.param("onnx", marks=pytest.mark.slow),
+                                  pytest.param("compile", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("outputs", [10, 1])
+def test_every_fast_path_equals_the_plain_model(fast, outputs):
+    """Untrained CNNs (near-tied logits), ten classes and one logit: the same counts and sums as plain."""
+    if fast == "onnx":
+        pytest.importorskip("onnxruntime")
+    torch.manual_seed(0)
+    net = models.MnistCNN(num_classes=outputs).eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    args = dict(n_samples=3000, batch_size=500, seed=2, progress=False)  # 6 batches: the threaded path
+    got = probe.classification_images(net, noise, fast=fast, **args)
+    plain = probe.classification_images(net, noise, fast="off", **args)
+    assert got.meta["fast_path"] == fast and plain.meta["fast_path"] is None
+    assert torch.equal(got.count, plain.count) and torch.equal(got.sums, plain.sums)
+    assert int((got.count > 0).sum()) >= 2  # a real split, not one class
+    one = probe.classification_images(net, noise, n_samples=700, batch_size=700, seed=3, fast=fast,
+                                      progress=False)  # one batch: chunks spread over the threads
+    assert torch.equal(one.count, probe.classification_images(net, noise, n_samples=700, batch_size=700,
+                                                              seed=3, fast="off", progress=False).count)
+
+
+def test_the_fast_copy_tie_tolerance_covers_its_measured_error():
+    net = _bn_net().eval()
+    eng = _backends.Engine(net, torch.device("cpu"), "eager", (3, 8, 8))
+    assert eng.kind == "eager" and eng.fast_error is not None
+    assert eng.tie_tolerance >= max(_backends.TIE_TOLERANCE, 4 * eng.fast_error)
+    x = torch.rand(2000, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        got, _ = eng.forward(x, (3, 8, 8))
+        assert torch.equal(got.argmax(1), net(x).argmax(1))
+
+
+class MeanLogit(Estimator):
+    """A new experiment in a few lines: the mean logit vector and the mean stimulus."""
+
+    name = "mean_logit"
+
+    def update(self, stimuli, outputs):
+        return {"logits": outputs.double().sum(0), "x": stimuli.double().sum(0)}
+
+    def finalize(self, sums, n, meta):
+        return {"logits": sums["logits"] / n, "x": sums["x"] / n, "n": n, "meta": meta}
+
+
+def test_a_new_estimator_gets_seeds_shards_and_checkpoints_for_free(tmp_path):
+    W = torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    model = Linear(W, b=[1.0, -1.0, 0.5])
+    noise = stimuli.WhiteNoise((5,))
+    p = Probe(model, batch_size=1000, progress=False)
+    full = p.run(MeanLogit(noise), 10_000, seed=3)
+    # the known answer: E[W x + b] = W 0.5 + b for U[0,1] noise
+    assert torch.allclose(full["logits"], (W.double() @ torch.full((5,), 0.5, dtype=torch.float64)
+                                           + torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)), atol=0.02)
+    assert abs(float(full["x"].mean()) - 0.5) < 0.01
+    parts = [p.run(MeanLogit(noise), 10_000, seed=3, shard=(k, 2)) for k in range(2)]
+    assert parts[0]["n"] + parts[1]["n"] == 10_000
+    merged = (parts[0]["logits"] * parts[0]["n"] + parts[1]["logits"] * parts[1]["n"]) / 10_000
+    assert torch.allclose(merged, full["logits"], rtol=0, atol=1e-12)
+    again = p.run(MeanLogit(noise), 10_000, seed=3, checkpoint=tmp_path / "c.pt")
+    resumed = p.run(MeanLogit(noise), 10_000, seed=3, checkpoint=tmp_path / "c.pt")
+    assert resumed["meta"]["resumed_batches"] == 10
+    assert torch.equal(again["logits"], full["logits"]) and torch.equal(resumed["logits"], full["logits"])
+    with pytest.raises(ValueError, match="Estimator"):
+        p.run(lambda x: x, 10)
+
+
+def test_standard_error_known_answer():
+    """U[0,1] noise, one class: sem = sqrt(1/12) / sqrt(n) per pixel."""
+    always0 = Linear(torch.zeros(2, 16), b=[1.0, 0.0])
+    n = 20_000
+    ci = probe.classification_images(always0, stimuli.WhiteNoise((16,)), n, seed=0, progress=False)
+    want = math.sqrt(1 / 12) / math.sqrt(n)
+    assert int(ci.count[0]) == n and torch.isnan(ci.sem[1]).all()  # fewer than 2 stimuli: NaN
+    assert float((ci.sem[0] / want - 1).abs().max()) < 0.03  # the sample sd of 2e4 draws: within 1.5%
+    # the per-pixel errors of the mean are of that size: z-scores spread like N(0, 1)
+    z = (ci.mean[0] - 0.5) / ci.sem[0]
+    assert float(z.abs().max()) < 5 and 0.5 < float(z.std()) < 1.6
+
+
+def test_map_cosine_to_the_true_template_grows_with_n_as_the_closed_form():
+    """KNOWN_ANSWERS §4: E cos(map, w) ~ [1 + (pi/2)(D/N) k]^(-1/2), k = 1 without internal noise."""
+    D = 64
+    w = torch.randn(D, generator=torch.Generator().manual_seed(0))
+    model = Linear(w[None], squeeze=True)
+    noise = stimuli.WhiteNoise((D,), "gaussian")
+    for N in (250, 1000, 4000):
+        cos = []
+        for seed in range(12):
+            ci = probe.classification_images(model, noise, N, seed=seed, batch_size=N, progress=False)
+            cos.append(cosine(ci.mean[1] - ci.mean[0], w))
+        rho = (1 + math.pi / 2 * D / N) ** -0.5
+        got = sum(cos) / len(cos)
+        assert abs(got - rho) < 0.03, (N, got, rho)
+
+
+def test_confidence_weighting_with_unequal_logits_known_answer():
+    """Logits (2 x0, 0, 0): class 0 wins when x0 > 0, with weight e^(2x0) / (e^(2x0) + 2)."""
+    W = torch.zeros(3, 4)
+    W[0, 0] = 2.0
+    model = Linear(W, b=[0.0, 0.0, 0.0])
+    noise = stimuli.WhiteNoise((4,), "gaussian")
+    ci = probe.classification_images(model, noise, 4000, batch_size=1000, seed=5, weighting="confidence",
+                                     progress=False)
+    xs = torch.cat([noise.sample(1000, probe.batch_generator(5, i)) for i in range(4)]).double()
+    win = xs[:, 0] > 0
+    weight = torch.exp(2 * xs[:, 0]) / (torch.exp(2 * xs[:, 0]) + 2)
+    assert int(ci.count[0]) == int(win.sum())
+    want = (xs[win] * weight[win, None]).sum(0) / win.sum()
+    assert torch.allclose(ci.mean[0], want, rtol=1e-12, atol=1e-12)
+
+
+def test_from_responses_equals_the_probe_on_the_same_stimuli():
+    W = torch.randn(4, 9, generator=torch.Generator().manual_seed(2))
+    model = Linear(W)
+    noise = stimuli.WhiteNoise((1, 3, 3))
+    ci = probe.classification_images(model, noise, 3000, batch_size=1000, seed=1, progress=False)
+    xs = torch.cat([noise.sample(1000, probe.batch_generator(1, i)) for i in range(3)])
+    labels = model(xs).argmax(1)
+    rec = probe.from_responses(xs, labels, num_classes=4)
+    assert torch.equal(rec.count, ci.count)
+    assert torch.allclose(rec.sums, ci.sums, rtol=0, atol=1e-9) and torch.allclose(rec.sem, ci.sem, atol=1e-12)
+    logit_rec = probe.from_responses(xs, model(xs).detach(), weighting="confidence")
+    conf = probe.classification_images(model, noise, 3000, batch_size=1000, seed=1, weighting="confidence",
+                                       progress=False)
+    assert torch.allclose(logit_rec.mean, conf.mean, rtol=0, atol=1e-9, equal_nan=True)
+    with pytest.raises(ValueError, match="one response per stimulus"):
+        probe.from_responses(xs, labels[:10])
+    with pytest.raises(ValueError, match="needs logits"):
+        probe.from_responses(xs, labels, weighting="confidence")
+
+
+def test_cells_from_recorded_trials_give_eq1_of_a_linear_observer():
+    """KNOWN_ANSWERS §1 on 'recorded' trials: a linear observer's answers, no model in the loop."""
+    g = torch.Generator().manual_seed(0)
+    N, D = 200_000, 8
+    w = torch.zeros(D)
+    w[:2] = torch.tensor([0.6, 0.8])
+    n = torch.randn(N, D, generator=g)
+    s = torch.randint(2, (N,), generator=g)
+    r = ((n @ w) > 0).long()
+    cells = binary.cells_from_responses(n, s, r)
+    # signal ignored by this observer: each signal half gives 2 sqrt(2/pi) w; Eq. 1 sums two
+    expected = 2 * 2 * math.sqrt(2 / math.pi) * w
+    assert abs(float(cells.classification_image.norm()) / float(expected.norm()) - 1) < 0.03
+    assert cosine(cells.classification_image, w) > 0.999
+    assert cells.n == N and int(cells.count.sum()) == N
+
+
+def test_merge_refuses_other_kinds_shapes_weightings_stimuli_and_repeated_batches():
+    model = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    u, gauss = stimuli.WhiteNoise((4,)), stimuli.WhiteNoise((4,), "gaussian")
+    a = probe.classification_images(model, u, 2000, batch_size=500, seed=0, progress=False, shard=(0, 2))
+    b = probe.classification_images(model, u, 2000, batch_size=500, seed=0, progress=False, shard=(1, 2))
+    ab = a.merge(b)
+    assert ab.meta["batches"] == [0, 1, 2, 3] and ab.n == 2000
+    assert ab.meta["rechecked"] == a.meta["rechecked"] + b.meta["rechecked"]
+    with pytest.raises(ValueError, match="same stimuli twice"):
+        a.merge(a)
+    with pytest.raises(ValueError, match="weighting"):
+        a.merge(probe.classification_images(model, u, 500, seed=1, progress=False, weighting="confidence"))
+    with pytest.raises(ValueError, match="stimulus"):
+        a.merge(probe.classification_images(model, gauss, 500, seed=1, progress=False))
+    with pytest.raises(ValueError, match="shape"):
+        a.merge(probe.classification_images(Linear(torch.randn(5, 4)), u, 500, seed=1, progress=False))
+    cells = binary.cells_from_responses(torch.rand(10, 4), torch.zeros(10), torch.ones(10))
+    with pytest.raises(ValueError, match="cannot merge"):
+        a.merge(cells)
+    other_seed = probe.classification_images(model, u, 500, batch_size=500, seed=7, progress=False)
+    mixed = a.merge(other_seed)  # independent runs combine; the meta keeps both
+    assert mixed.n == 1500 and [r["seed"] for r in mixed.meta["runs"]] == [0, 7]
+
+
+def test_results_save_and_load_with_a_format_version(tmp_path):
+    model = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    ci = probe.classification_images(model, stimuli.WhiteNoise((4,)), 900, seed=0, progress=False)
+    ci.save(tmp_path / "ci.pt")
+    back = probe.ClassificationImages.load(tmp_path / "ci.pt")
+    for f in ("sums", "count", "sq"):
+        assert torch.equal(getattr(back, f), getattr(ci, f))
+    assert (back.n, back.weighting, back.stimulus, back.meta) == (ci.n, ci.weighting, ci.stimulus, ci.meta)
+    cells = binary.cells_from_responses(torch.rand(10, 4), torch.zeros(10), torch.ones(10))
+    cells.save(tmp_path / "cells.pt")
+    assert torch.equal(binary.StimulusResponseCells.load(tmp_path / "cells.pt").count, cells.count)
+    with pytest.raises(ValueError, match="not 'classification_images'"):
+        probe.ClassificationImages.load(tmp_path / "cells.pt")
+    torch.save({"sums": torch.zeros(1)}, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match="format"):
+        probe.ClassificationImages.load(tmp_path / "old.pt")
+
+
+def test_a_shard_without_batches_returns_zero_sums_of_the_right_shape():
+    model = Linear(torch.randn(3, 4))
+    ci = probe.classification_images(model, stimuli.WhiteNoise((4,)), 100, batch_size=100, seed=0,
+                                     progress=False, shard=(1, 2))
+    assert ci.n == 0 and ci.sums.shape == (3, 4) and int(ci.count.sum()) == 0
+
+
+def test_probe_rejects_bad_settings():
+    with pytest.raises(ValueError, match="fast must be"):
+        Probe(Linear(torch.eye(3)), fast="yes")
+    with pytest.raises(ValueError, match="batch_size"):
+        Probe(Linear(torch.eye(3)), batch_size=0)
+    assert engine.RESULT_FORMAT == 2

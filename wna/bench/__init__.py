@@ -1,0 +1,15 @@
+"""Benchmarks (``wna bench ...``): they time the real engine and print figures; they never fail.
+
+* :func:`bench_probe` (``wna bench probe``): the probe on the paper's MNIST CNN
+  against the authors' reference loop and an fp32 matmul, per fast path;
+* :func:`bench_precision` (``wna bench precision``): bfloat16 and int8 against fp32;
+* :func:`bench_models` (``wna bench models``): torchvision architectures, plain
+  model against the fast path.
+"""
+
+from .precision import bench_precision
+from .throughput import (bench_probe, forward_flops, matmul_gflops, peak_rss, probe_rate,
+                         reference_probe)
+
+__all__ = ["bench_probe", "bench_precision", "forward_flops", "matmul_gflops", "peak_rss",
+           "probe_rate", "reference_probe"]
