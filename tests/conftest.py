@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,3 +22,23 @@ def mnist_available():
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)
+
+
+class Linear(torch.nn.Module):
+    """Logits W x + b on flattened stimuli; one output row with ``squeeze`` gives a binary observer."""
+
+    def __init__(self, w, b=None, squeeze=False):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
+        b = torch.zeros(self.w.shape[0]) if b is None else torch.as_tensor(b, dtype=torch.float32)
+        self.b = torch.nn.Parameter(b, requires_grad=False)
+        self.squeeze = squeeze
+
+    def forward(self, x):
+        out = x.flatten(1) @ self.w.T + self.b
+        return out[:, 0] if self.squeeze else out
+
+
+def cosine(a, b):
+    a, b = a.flatten().double(), b.flatten().double()
+    return float(a @ b / (a.norm() * b.norm()))

@@ -55,7 +55,7 @@ def test_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, every):
     with pytest.raises(Interrupted):
         probe.classification_images(model, FailsAfter(noise, 8), N, batch_size=B, seed=3, progress=False,
                                     checkpoint=ck, checkpoint_every=every)
-    done = torch.load(ck, weights_only=False)["state"][1]
+    done = torch.load(ck, weights_only=True)["state"][1]  # a plain file: no pickled code
     assert 0 < done <= 8  # batches finished before the failure are kept
     resumed = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False,
                                           checkpoint=ck)
@@ -111,7 +111,7 @@ from wna import cli
 cli._interrupt_on_sigterm()  # what `wna probe --checkpoint` does
 torch.manual_seed(0)
 model = models.MnistCNN().eval()
-probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 60_000, batch_size=1000, seed=1,
+probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), 24_000, batch_size=500, seed=1,
                             progress=False, checkpoint=sys.argv[1], checkpoint_every=0.2)
 """
 
@@ -134,13 +134,13 @@ def test_ctrl_c_keeps_the_batches_done(tmp_path, sig):
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "KeyboardInterrupt" in err
-    done = torch.load(ck, weights_only=False)["state"][1]
-    assert 0 < done < 60
+    done = torch.load(ck, weights_only=True)["state"][1]  # a plain file: no pickled code
+    assert 0 < done < 48
     torch.manual_seed(0)
     model = models.MnistCNN().eval()
     noise = stimuli.WhiteNoise((1, 28, 28))
-    resumed = probe.classification_images(model, noise, 60_000, batch_size=1000, seed=1, progress=False,
+    resumed = probe.classification_images(model, noise, 24_000, batch_size=500, seed=1, progress=False,
                                           checkpoint=ck)
-    assert resumed.meta["resumed_batches"] == done and resumed.n == 60_000
-    full = probe.classification_images(model, noise, 60_000, batch_size=1000, seed=1, progress=False)
+    assert resumed.meta["resumed_batches"] == done and resumed.n == 24_000
+    full = probe.classification_images(model, noise, 24_000, batch_size=500, seed=1, progress=False)
     assert torch.equal(resumed.count, full.count) and torch.equal(resumed.sums, full.sums)

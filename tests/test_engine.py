@@ -5,25 +5,8 @@ import math
 import pytest
 import torch
 
+from conftest import Linear, cosine
 from wna import Estimator, Probe, _backends, binary, engine, models, probe, stimuli
-
-
-class Linear(torch.nn.Module):
-    def __init__(self, w, b=None, squeeze=False):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
-        b = torch.zeros(self.w.shape[0]) if b is None else torch.as_tensor(b, dtype=torch.float32)
-        self.b = torch.nn.Parameter(b, requires_grad=False)
-        self.squeeze = squeeze
-
-    def forward(self, x):
-        out = x.flatten(1) @ self.w.T + self.b
-        return out[:, 0] if self.squeeze else out
-
-
-def cosine(a, b):
-    a, b = a.flatten().double(), b.flatten().double()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 class SmallBNNet(torch.nn.Module):

@@ -6,27 +6,8 @@ import shutil
 import pytest
 import torch
 
+from conftest import Linear, cosine
 from wna import _backends, engine, probe, stimuli, templates
-
-
-class Linear(torch.nn.Module):
-    """Logits W x + b on flattened stimuli; one output row gives a binary observer."""
-
-    def __init__(self, w, b=None, squeeze=False):
-        super().__init__()
-        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
-        b = torch.zeros(self.w.shape[0]) if b is None else torch.as_tensor(b, dtype=torch.float32)
-        self.b = torch.nn.Parameter(b, requires_grad=False)
-        self.squeeze = squeeze
-
-    def forward(self, x):
-        out = x.flatten(1) @ self.w.T + self.b
-        return out[:, 0] if self.squeeze else out
-
-
-def cosine(a, b):
-    a, b = a.flatten().double(), b.flatten().double()
-    return float(a @ b / (a.norm() * b.norm()))
 
 
 def test_binary_linear_observer_magnitude_known_answer():
