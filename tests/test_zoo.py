@@ -1,3 +1,8 @@
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import yaml
@@ -27,6 +32,68 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch, mnist_avail
     assert 0.5 < a.test_accuracy < 1.0
     # another config has another checkpoint
     assert zoo.checkpoint_path("mnist_cnn", epochs=1, n_train=1000, seed=4) != path
+
+
+# Trains in a fresh process started with a given thread setting; prints the weights' hash.
+_TRAIN_SCRIPT = """
+import hashlib, json, sys, torch
+n = int(sys.argv[1])
+if n:
+    torch.set_num_threads(n)
+from wna import zoo
+before = torch.get_num_threads()
+m = zoo.load("mnist_cnn", progress=False, epochs=1, n_train=1000, seed=3)
+h = hashlib.sha256()
+for v in m.state_dict().values():
+    h.update(v.contiguous().numpy().tobytes())
+print(json.dumps({"sha256": h.hexdigest(), "before": before, "after": torch.get_num_threads(),
+                  "record": {k: v for k, v in m.record.items() if k != "history"}}))
+"""
+
+
+def test_weights_do_not_depend_on_the_thread_count(tmp_path, mnist_available):
+    """Same weights whether the process runs on 1 or 3 torch threads or starts with OMP_NUM_THREADS=1."""
+    runs = {}
+    for label, threads, extra in [("1", 1, {}), ("3", 3, {}), ("omp1", 0, {"OMP_NUM_THREADS": "1"})]:
+        env = {**os.environ, "WNA_CACHE": str(tmp_path / label), **extra,
+               "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+        if not extra:
+            env.pop("OMP_NUM_THREADS", None)
+        proc = subprocess.run([sys.executable, "-c", _TRAIN_SCRIPT, str(threads)], env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        runs[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert runs["1"]["sha256"] == runs["3"]["sha256"] == runs["omp1"]["sha256"]
+    assert runs["1"]["record"]["test_accuracy"] == runs["3"]["record"]["test_accuracy"]
+    for label, want in [("1", 1), ("3", 3), ("omp1", 1)]:
+        assert runs[label]["before"] == runs[label]["after"] == want  # the caller's count is restored
+    rec = runs["1"]["record"]
+    assert rec["threads"] == zoo.TRAIN_THREADS and rec["torch"] == torch.__version__
+    assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert rec["python"] and rec["machine"] and "cpu" in rec
+
+
+def test_thread_count_is_restored_on_error_and_keys_the_cache(monkeypatch):
+    seen = []
+
+    def broken(train=True):
+        seen.append(torch.get_num_threads())
+        raise RuntimeError("no data")
+
+    monkeypatch.setitem(zoo.DATASETS, "mnist", broken)
+    before = torch.get_num_threads()
+    for n in {1, 3}:
+        torch.set_num_threads(n)
+        try:
+            with pytest.raises(RuntimeError, match="no data"):
+                zoo.train(zoo._recipe("mnist_cnn", epochs=1))
+            assert torch.get_num_threads() == n
+        finally:
+            torch.set_num_threads(before)
+    assert seen == [zoo.TRAIN_THREADS] * 2
+    path = zoo.checkpoint_path("mnist_cnn", epochs=1)
+    monkeypatch.setattr(zoo, "TRAIN_THREADS", zoo.TRAIN_THREADS + 1)
+    assert zoo.checkpoint_path("mnist_cnn", epochs=1) != path
 
 
 def test_bad_config():

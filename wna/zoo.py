@@ -14,10 +14,12 @@ Training follows the authors' code where it is sound: inputs in [0, 1], Adam
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
 import os
+import platform
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,6 +59,12 @@ RECIPES: dict[str, Recipe] = {
 
 DATASETS = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist}
 
+# Training and its test evaluation run on exactly this many torch intra-op
+# threads, whatever the process was started with: CPU kernels (oneDNN, OpenMP
+# reductions) split their sums by thread count, so the float rounding, and with
+# it the trained weights, depend on it. Part of the checkpoint key.
+TRAIN_THREADS = 2
+
 
 def cache_dir() -> Path:
     """``$WNA_CACHE`` or ``$XDG_CACHE_HOME/wna`` (``~/.cache/wna``)."""
@@ -89,7 +97,8 @@ def _recipe(name: str, **config) -> Recipe:
 
 
 def _code_hash(recipe: Recipe) -> str:
-    parts = [train, _loss, models.decide, models.binary_logit, binary_subset, models.ARCHITECTURES[recipe.arch]]
+    parts = [train, _fixed_threads, _train, _loss, models.decide, models.binary_logit, binary_subset,
+             models.ARCHITECTURES[recipe.arch]]
     if recipe.arch == "binary_cnn":
         parts.append(models.MnistCNN)
     src = "".join(inspect.getsource(p) for p in parts)
@@ -99,7 +108,8 @@ def _code_hash(recipe: Recipe) -> str:
 def checkpoint_path(name: str, **config) -> Path:
     """Where ``load(name, **config)`` keeps its checkpoint."""
     r = _recipe(name, **config)
-    key = json.dumps({"name": name, **asdict(r), "code": _code_hash(r)}, sort_keys=True)
+    key = json.dumps({"name": name, **asdict(r), "code": _code_hash(r), "threads": TRAIN_THREADS},
+                     sort_keys=True)
     if r.digits is not None:
         name = f"{name}-{r.digits[0]}v{r.digits[1]}"
     return cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
@@ -128,8 +138,47 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / len(images)
 
 
+@contextlib.contextmanager
+def _fixed_threads(n: int):
+    """Run the block on ``n`` torch intra-op threads; restore the caller's count after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _environment() -> dict:
+    """What bitwise-equal training still depends on besides the recipe and the code."""
+    return {"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": TRAIN_THREADS, "machine": platform.machine(), "cpu": _cpu_name(),
+            "python": platform.python_version()}
+
+
 def train(recipe: Recipe, progress: bool = True) -> tuple[torch.nn.Module, dict]:
-    """Train ``recipe`` from scratch, deterministically; return the model and a record."""
+    """Train ``recipe`` from scratch, deterministically; return the model and a record.
+
+    Bitwise the same weights whatever the process's thread settings: the run
+    uses :data:`TRAIN_THREADS` threads (restored afterwards). The record lists
+    what the result can still depend on (torch version, CPU capability, ...).
+    """
+    with _fixed_threads(TRAIN_THREADS):
+        return _train(recipe, progress)
+
+
+def _train(recipe: Recipe, progress: bool) -> tuple[torch.nn.Module, dict]:
     load_data = DATASETS[recipe.dataset]
     x, y = load_data(train=True)
     xt, yt = load_data(train=False)
@@ -165,7 +214,7 @@ def train(recipe: Recipe, progress: bool = True) -> tuple[torch.nn.Module, dict]
             bar.set_postfix(loss=f"{total / len(x):.4f}", test_acc=f"{acc:.4f}")
     model.eval()
     record = {"test_accuracy": history[-1]["test_accuracy"], "history": history,
-              "train_seconds": time.perf_counter() - t0, "torch": torch.__version__}
+              "train_seconds": time.perf_counter() - t0, **_environment()}
     return model, record
 
 
