@@ -108,6 +108,21 @@ def test_the_fast_copy_tie_tolerance_covers_its_measured_error():
         assert torch.equal(got.argmax(1), net(x).argmax(1))
 
 
+def test_tiny_logits_are_judged_in_the_models_own_scale():
+    """An untrained net can have logits of 1e-9 (mobilenet_v3_small): not every row is a near-tie."""
+    torch.manual_seed(0)
+    net = models.MnistCNN().eval()
+    with torch.no_grad():
+        net.fc2.weight.mul_(1e-9)
+        net.fc2.bias.mul_(1e-9)
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    fast = probe.classification_images(net, noise, 2000, batch_size=500, seed=0, progress=False)
+    plain = probe.classification_images(net, noise, 2000, batch_size=500, seed=0, fast="off", progress=False)
+    assert fast.meta["fast_path"] == "eager"
+    assert fast.meta["rechecked"] < 200  # with a unit of 1 all 2,000 were rechecked
+    assert torch.equal(fast.count, plain.count) and torch.equal(fast.sums, plain.sums)
+
+
 class MeanLogit(Estimator):
     """A new experiment in a few lines: the mean logit vector and the mean stimulus."""
 

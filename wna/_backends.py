@@ -11,7 +11,8 @@ tolerance is recomputed by the plain model: the decisions are the plain fp32
 model's.
 
 The tie tolerance is set from a measurement, not assumed: on a test chunk the
-fast copy's largest logit error (relative to ``1 + max |logit|`` of the row)
+fast copy's largest logit error (relative to ``unit + max |logit|`` of the row,
+``unit`` the smaller of 1 and the model's largest logit there)
 is measured, and the tolerance is ``max(TIE_TOLERANCE, 4 x that error)``, so
 no row outside it can change its decision. A fast copy whose error would need
 a tolerance above :data:`MAX_TIE_TOLERANCE`, or whose rechecked decisions
@@ -93,8 +94,13 @@ def eval_mode(model):
             model.train(was)
 
 
-def near_ties(logits: torch.Tensor, tolerance: float = TIE_TOLERANCE) -> torch.Tensor:
-    """Rows whose decision could flip when each logit moves by ``tolerance / 2 x (1 + max |logit|)``."""
+def near_ties(logits: torch.Tensor, tolerance: float = TIE_TOLERANCE, unit: float = 1.0) -> torch.Tensor:
+    """Rows whose decision could flip when each logit moves by ``tolerance / 2 x (unit + max |logit|)``.
+
+    ``unit`` is 1, or the model's largest logit on the test chunk when that is
+    below 1: an untrained network's logits can be 1e-10, and every row of it
+    would otherwise count as a near-tie.
+    """
     logits = binary_logit(logits)
     if logits.ndim == 1:
         margin, scale = logits.abs(), logits.abs()
@@ -103,15 +109,15 @@ def near_ties(logits: torch.Tensor, tolerance: float = TIE_TOLERANCE) -> torch.T
     else:
         top = logits.topk(2, dim=1).values
         margin, scale = top[:, 0] - top[:, 1], logits.abs().amax(1)
-    return margin <= tolerance * (1 + scale)
+    return margin <= tolerance * (unit + scale)
 
 
-def relative_error(got: torch.Tensor, want: torch.Tensor) -> float:
-    """Largest ``|got - want|`` of a row relative to ``1 + max |want|`` of that row."""
+def relative_error(got: torch.Tensor, want: torch.Tensor, unit: float = 1.0) -> float:
+    """Largest ``|got - want|`` of a row relative to ``unit + max |want|`` of that row."""
     got, want = binary_logit(got).double(), binary_logit(want).double()
     if want.ndim == 1:
         got, want = got[:, None], want[:, None]
-    scale = 1 + want.abs().amax(1, keepdim=True)
+    scale = unit + want.abs().amax(1, keepdim=True)
     return float(((got - want).abs() / scale).max()) if len(want) else 0.0
 
 
@@ -170,6 +176,7 @@ class Engine:
         self.fast_model = None
         self.kind = None  # the fast path that runs: "eager", "compile", "onnx" or None (the plain model)
         self.tie_tolerance = TIE_TOLERANCE
+        self.unit = 1.0  # the logit scale of "relative" (see near_ties), set by the check
         self.fast_error = None  # the fast copy's measured relative logit error on the test chunk
         self.workers = 1
         self._pool = None
@@ -253,7 +260,8 @@ class Engine:
                 elif not bool(torch.isfinite(got).all()):
                     why = "it returned non-finite logits"
                 else:
-                    self.fast_error = relative_error(got, want)
+                    self.unit = min(1.0, float(want.abs().max())) or 1.0
+                    self.fast_error = relative_error(got, want, self.unit)
                     self.tie_tolerance = max(TIE_TOLERANCE, 4 * self.fast_error)
                     if self.tie_tolerance > MAX_TIE_TOLERANCE:
                         why = f"its logits differ by up to {self.fast_error:.1e} (relative)"
@@ -269,7 +277,7 @@ class Engine:
         if why is not None:
             _warn(f"the fast path disagrees with the plain model ({why}); the probe runs the plain model")
             self.fast_model, self.kind = None, None
-            self.tie_tolerance = TIE_TOLERANCE
+            self.tie_tolerance, self.unit = TIE_TOLERANCE, 1.0
 
     def _chunks(self, x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():  # inference mode is per thread
@@ -286,7 +294,7 @@ class Engine:
             return torch.cat(outs)
 
     def _recheck(self, out: torch.Tensor, x: torch.Tensor, shape) -> tuple[torch.Tensor, int]:
-        close = near_ties(out, self.tie_tolerance)
+        close = near_ties(out, self.tie_tolerance, self.unit)
         n = int(close.sum())
         if n:
             idx = close.nonzero()[:, 0]
