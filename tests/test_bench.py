@@ -71,3 +71,15 @@ def test_peak_rss_is_the_child_process_own():
     small = bench.peak_rss(2_000, trained=False)
     assert 200 < small < 1_100, small  # torch alone is about 500 MiB
     del parent
+
+
+def test_torchvision_models_run_the_fast_path_and_agree(capsys):
+    """Fresh torchvision models (train mode, BatchNorm, depthwise convolutions, tiny untrained logits)."""
+    pytest.importorskip("torchvision")
+    res = bench.bench_models(n=256, sizes=(32,), names=("resnet18", "mobilenet_v3_small"), onnx=False)
+    for name in ("resnet18", "mobilenet_v3_small"):
+        fast = res[(name, 32, "fast")]
+        assert fast["fast_path"] == "eager" and not fast["warned"], (name, fast)
+        assert fast["same"] and res[(name, 32, "plain")]["fast_path"] is None
+    out = capsys.readouterr().out
+    assert f"{res[('resnet18', 32, 'fast')]['img_s']:7,.0f}" in out

@@ -7,9 +7,10 @@
   model against the fast path.
 """
 
+from .models import bench_models
 from .precision import bench_precision
 from .throughput import (bench_probe, forward_flops, matmul_gflops, peak_rss, probe_rate,
                          reference_probe)
 
-__all__ = ["bench_probe", "bench_precision", "forward_flops", "matmul_gflops", "peak_rss",
+__all__ = ["bench_probe", "bench_precision", "bench_models", "forward_flops", "matmul_gflops", "peak_rss",
            "probe_rate", "reference_probe"]
