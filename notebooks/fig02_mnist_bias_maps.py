@@ -200,7 +200,7 @@ for key, name in zip(tm_keys, raw_sets):
 # then uses that count, the models above included. The mean digits need no
 # model, so their accuracy is the same for every seed.
 
-# %%
+# %% tags=["hide-input"]
 n_seed = seed_n_samples or n_samples
 
 
@@ -221,6 +221,7 @@ def fig2_numbers(cnn, logreg, cis=None):
     return row
 
 
+# %%
 rows = {}
 for s in seeds:
     if s == train_seed:  # the models above
