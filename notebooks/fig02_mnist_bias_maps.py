@@ -113,8 +113,9 @@ for name, ci in cis.items():
     cap = float((ci.count[y_test] > 0).double().mean())
     glue(f"{name}_empty", int((ci.count == 0).sum()), display=False)
     glue(f"{name}_maps_cap", round(100 * cap, 1), display=False)
-glue("cnn_maps_self_correct", int((own["cnn"] == own["cnn"].new_tensor(range(10))).sum()),
-     display=False)
+# maps the CNN itself assigns to their own digit
+self_correct = sum(int(c) == k for k, c in enumerate(own["cnn"]))
+glue("cnn_maps_self_correct", self_correct, display=False)
 
 # %% [markdown]
 # ## Template matching (Fig. 2C)
