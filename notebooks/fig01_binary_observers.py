@@ -41,15 +41,16 @@ n_train = None
 profile = "paper"
 
 # %%
-import torch
-from myst_nb import glue
-
 from wna import data, plots, probe, stimuli, zoo
 from wna.zoo import binary_subset
 
 plots.setup()
 x_test, y_test = data.mnist(train=False)
 noise = stimuli.WhiteNoise((1, 28, 28))
+
+# %% tags=["remove-cell"]
+from myst_nb import glue
+
 glue("profile", profile, display=False)
 glue("n_trials", f"{n_trials:,}", display=False)
 
@@ -61,10 +62,14 @@ glue("n_trials", f"{n_trials:,}", display=False)
 # positive. The authors' code passed a softmax output to the loss instead.
 
 # %%
-observers = {}
-for a, b in pairs:
-    model = zoo.load("mnist_binary_cnn", digits=(a, b), epochs=epochs, seed=train_seed, n_train=n_train)
-    observers[(a, b)] = model
+observers = {
+    (a, b): zoo.load("mnist_binary_cnn", digits=(a, b), epochs=epochs, seed=train_seed,
+                     n_train=n_train)
+    for a, b in pairs
+}
+
+# %% tags=["hide-input"]
+for (a, b), model in observers.items():
     print(f"{a} vs {b}: test accuracy {100 * model.test_accuracy:.2f}%")
     glue(f"acc_{a}v{b}", round(100 * model.test_accuracy, 2), display=False)
 
@@ -88,11 +93,15 @@ for (a, b), model in observers.items():
 for (a, b), by_gamma in results.items():
     fig = plots.binary_cells_grid(by_gamma, (a, b))
     fig.suptitle(f"{a} vs {b}", y=1.02)
+
+# %% tags=["hide-input"]
+for (a, b), by_gamma in results.items():
     for g, cells in by_gamma.items():
         eq1, eq2 = cells.classification_image.flatten(), cells.correlation.flatten()
         cos = float(eq1 @ eq2 / (eq1.norm() * eq2.norm()))
-        print(f"{a} vs {b}, γ={g:g}: observer correct on {100 * cells.accuracy:.1f}% of trials; "
-              f"answered {b} on {100 * float(cells.count[:, 1].sum()) / cells.n:.1f}%; "
+        answered_b = 100 * float(cells.count[:, 1].sum()) / cells.n
+        print(f"{a} vs {b}, γ={g:g}: observer correct on {100 * cells.accuracy:.1f}% "
+              f"of trials; answered {b} on {answered_b:.1f}%; "
               f"cosine(Eq. 1, Eq. 2) = {cos:.3f}")
         tag = f"{a}v{b}_g{int(round(100 * g)):02d}"
         glue(f"trial_acc_{tag}", round(100 * cells.accuracy, 1), display=False)

@@ -1,6 +1,7 @@
 """Every notebook at the smoke profile, and the book built from them (-W -n: warnings fail)."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -56,15 +57,120 @@ def test_every_notebook_runs_at_smoke_and_records_its_run(smoke_book):
         assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
 
 
+GLUE = re.compile(r"\{glue:text\}`executed/(\w+)\.ipynb::(\w+):([^`]*)`")
+
+
+def _glue_values(nb) -> dict:
+    """``{key: text/plain}`` of every glued value of an executed notebook."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            sb = o.get("metadata", {}).get("scrapbook")
+            if sb:
+                out[sb["name"]] = o["data"].get(sb.get("mime_prefix", "") + "text/plain")
+    return out
+
+
 def test_fig02_glues_every_number_the_report_uses(smoke_book):
-    nb = nbformat.read(smoke_book / "book" / "executed" / "fig02_mnist_bias_maps.ipynb", as_version=4)
-    keys = _glue_keys(nb)
     report = (ROOT / "book" / "report.md").read_text()
-    import re
-    used = set(re.findall(r"fig02_mnist_bias_maps\.ipynb::(\w+):", report))
-    assert used and used <= keys, used - keys
+    used = {}
+    for nb_name, key, _ in GLUE.findall(report):
+        used.setdefault(nb_name, set()).add(key)
+    assert set(used) == {p.stem for p in runner.find_notebooks(root=ROOT)}
+    for nb_name, keys in used.items():
+        nb = nbformat.read(smoke_book / "book" / "executed" / f"{nb_name}.ipynb", as_version=4)
+        glued = _glue_keys(nb)
+        assert keys <= glued, f"{nb_name} does not glue {sorted(keys - glued)}"
     assert {"cnn_acc", "logreg_acc", "tm_cnn_maps", "tm_logreg_maps", "tm_mean_digits",
-            "tm_logreg_weights", "cnn_top_class"} <= used
+            "tm_logreg_weights", "cnn_top_class", "seeds_tm_cnn_maps_min",
+            "seeds_tm_cnn_maps_max"} <= used["fig02_mnist_bias_maps"]
+
+
+def test_fig02_dot_rule_gives_the_papers_mean_digit_number(smoke_book):
+    nb = nbformat.read(smoke_book / "book" / "executed" / "fig02_mnist_bias_maps.ipynb",
+                       as_version=4)
+    values = _glue_values(nb)
+    # Fig. 2C's mean digits under the raw dot product: 6,310 of 10,000 test digits
+    assert values["tm_mean_digits"] == "63.1" and values["tm_mean_digits_diff"] == "0.0"
+    assert values["tm_mean_digits_cos"] == "82.16"
+    assert values["seeds_tm_mean_digits_min"] == values["seeds_tm_mean_digits_max"] == "63.1"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def _tables(text: str):
+    """Each markdown table of ``text`` as (header cells, rows of cells)."""
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines) - 1:
+        if lines[i].startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1]):
+            header, rows, i = _cells(lines[i]), [], i + 2
+            while i < len(lines) and lines[i].startswith("|"):
+                rows.append(_cells(lines[i]))
+                i += 1
+            yield header, rows
+        else:
+            i += 1
+
+
+def _paper_numbers_typed(text: str, paper: dict) -> list[str]:
+    """The paper's non-integer numbers that ``text`` types outside a glue role."""
+    bare = GLUE.sub(" ", text)
+    found = []
+    for key, value in paper.items():
+        if float(value) == int(value):
+            continue  # small integers (a class, a count of 0) are everywhere in prose
+        whole, frac = f"{value:g}".split(".")
+        if re.search(rf"(?<![\d.]){whole}\.{frac}0*(?!\d)", bare):
+            found.append(f"{key}={value:g}")
+    return found
+
+
+def _paper_column_problems(report: str, glued: dict, paper: dict) -> list[str]:
+    """Rows whose "paper" cell is not one glued ``paper_<key>`` holding ``wna.paper``'s value."""
+    problems, seen = [], set()
+    for header, rows in _tables(report):
+        if "paper" not in header:
+            continue
+        col = header.index("paper")
+        for row in rows:
+            m = GLUE.fullmatch(row[col])
+            key = m.group(2) if m else ""
+            name = key[len("paper_"):]
+            if not (key.startswith("paper_") and name in paper):
+                problems.append(f"{row[0]}: {row[col]!r} is not a glued paper_<key>")
+            elif glued.get(m.group(1), {}).get(key) != repr(paper[name]):
+                problems.append(f"{row[0]}: {m.group(1)} glues {key} as "
+                                f"{glued.get(m.group(1), {}).get(key)!r}, not {paper[name]!r}")
+            else:
+                seen.add(name)
+    problems += [f"{k}: in no table" for k in paper if k not in seen]
+    return problems
+
+
+def test_the_report_types_no_paper_number(smoke_book):
+    from wna.paper import PAPER
+
+    report = (ROOT / "book" / "report.md").read_text()
+    glued = {nb.stem: _glue_values(nbformat.read(smoke_book / "book" / "executed" / f"{nb.stem}.ipynb",
+                                                 as_version=4))
+             for nb in runner.find_notebooks(root=ROOT)}
+    assert _paper_column_problems(report, glued, PAPER) == []
+    assert _paper_numbers_typed(report, PAPER) == []
+
+    # the checks bite: a paper number typed back into a table or into the prose is caught
+    glue_99 = "{glue:text}`executed/fig02_mnist_bias_maps.ipynb::paper_cnn_acc:g`"
+    typed = report.replace(glue_99, "99.2")
+    assert typed != report
+    assert _paper_column_problems(typed, glued, PAPER) == [
+        "CNN test accuracy (%): '99.2' is not a glued paper_<key>", "cnn_acc: in no table"]
+    assert _paper_numbers_typed(typed, PAPER) == ["cnn_acc=99.2"]
+    assert _paper_numbers_typed(report + "\nThe paper's 63.10% on mean digits.\n", PAPER)
+    wrong = {**glued, "fig02_mnist_bias_maps": {**glued["fig02_mnist_bias_maps"],
+                                                "paper_cnn_acc": "99.19"}}
+    assert _paper_column_problems(report, wrong, PAPER)
 
 
 @pytest.mark.slow
@@ -107,3 +213,19 @@ def test_cli_rejects_unknown_notebook_and_profile(capsys):
     assert "no notebook" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["run", "--profile", "huge"])
+
+
+def test_paper_compare_lines():
+    from wna import paper
+
+    assert paper.ABOUT.keys() == paper.PAPER.keys()
+    assert paper.compare("cnn_acc", 99.19, glue=False) == "CNN test accuracy: 99.19% (paper 99.2%, -0.01)"
+    assert paper.compare("tm_mean_digits", 63.1, glue=False).endswith("63.10% (paper 63.1%, +0.00)")
+    assert paper.compare("cnn_top_class", 3, glue=False).endswith(": 3 (paper 8, differs)")
+    assert paper.compare("mlp_count_1", 12, glue=False).endswith(": 12 (paper 0, +12)")
+    assert paper.compare_range("cnn_acc", [99.0, 98.91, 99.12], glue=False) == (
+        "CNN test accuracy: 98.91–99.12% over 3 runs (paper 99.2%)")
+    assert paper.compare_range("cnn_top_class", [8, 3, 8], glue=False).endswith(
+        "3, 8 over 3 runs (paper 8; 2 of 3 agree)")
+    with pytest.raises(KeyError, match="not a paper number"):
+        paper.compare("no_such_key", 1.0, glue=False)

@@ -1,7 +1,13 @@
-"""The numbers the paper prints, for the reproduction report.
+"""The numbers the paper prints, and one helper to show ours beside them.
 
-Percentages as printed by Borji & Lin (2020); the source of each is named.
+Percentages as printed by Borji & Lin (2020); the source of each is named in
+:data:`ABOUT`. The notebooks call :func:`compare` (one number) and
+:func:`compare_range` (one number per training seed): each glues ours, the
+difference and the paper's value for the reproduction report, which never
+types a paper number itself.
 """
+
+from __future__ import annotations
 
 PAPER = {
     # §3.1 and Fig. 2
@@ -9,7 +15,7 @@ PAPER = {
     "logreg_acc": 92.46,  # logistic regression test accuracy, Fig. 2B caption
     "tm_cnn_maps": 25.8,  # Fig. 2C, template matching with CNN bias maps
     "tm_logreg_maps": 47.6,  # Fig. 2C, with logistic-regression bias maps
-    "tm_mean_digits": 63.1,  # Fig. 2C, with mean digit images
+    "tm_mean_digits": 63.1,  # Fig. 2C, with mean digit images (the dot rule gives 63.10 exactly)
     "tm_logreg_weights": 83.77,  # Fig. 2C, with logistic-regression weights
     "cnn_top_class": 8,  # §3.1: "most of the noise patterns are classified as 8"
     # Fig. 13 (supplement): test accuracies of the authors' released code (NOTES.md),
@@ -20,7 +26,112 @@ PAPER = {
     "rnn_count_1": 0,
 }
 
+# key: (what it is, kind, where the paper prints it); kind is "percent", "count" or "class"
+ABOUT = {
+    "cnn_acc": ("CNN test accuracy", "percent", "§3.1"),
+    "logreg_acc": ("logistic regression test accuracy", "percent", "Fig. 2B caption"),
+    "tm_cnn_maps": ("template matching, CNN bias maps", "percent", "Fig. 2C"),
+    "tm_logreg_maps": ("template matching, LR bias maps", "percent", "Fig. 2C"),
+    "tm_mean_digits": ("template matching, mean digits", "percent", "Fig. 2C"),
+    "tm_logreg_weights": ("template matching, LR weights", "percent", "Fig. 2C"),
+    "cnn_top_class": ("class most noise images go to (CNN)", "class", "§3.1"),
+    "mlp_acc": ("MLP test accuracy", "percent", "authors' code (Fig. 13)"),
+    "rnn_acc": ("RNN test accuracy", "percent", "authors' code (Fig. 13)"),
+    "mlp_count_1": ("noise images classified as 1, MLP", "count", "Fig. 13"),
+    "rnn_count_1": ("noise images classified as 1, RNN", "count", "Fig. 13"),
+}
+
 
 def difference(key: str, ours: float) -> float:
     """``ours - paper`` for a numeric entry, rounded to 2 decimals."""
     return round(float(ours) - float(PAPER[key]), 2)
+
+
+def _glue(name, value) -> None:
+    from myst_nb import glue  # only the notebooks need myst_nb
+
+    glue(name, value, display=False)
+
+
+def _ours(key: str, ours):
+    """Ours as a plain Python number: a percentage rounded to 2 decimals, else an int."""
+    if ABOUT[key][1] == "percent":
+        return round(float(ours), 2)
+    return int(ours)
+
+
+def _show(key: str, value) -> str:
+    return f"{value:.2f}%" if ABOUT[key][1] == "percent" else f"{value:,}"
+
+
+def _paper(key: str) -> str:
+    return f"{PAPER[key]:g}%" if ABOUT[key][1] == "percent" else f"{PAPER[key]:,}"
+
+
+def compare(key: str, ours, name: str | None = None, *, glue: bool = True) -> str:
+    """Ours beside the paper's value of ``key``: glue both, return one readable line.
+
+    ``ours`` is in the paper's unit (percentages as percent, not fractions).
+    Glues (``display=False``, plain Python types): ``key`` (ours, rounded to
+    2 decimals, or an int for a count or a class), ``paper_<key>`` (the
+    paper's value) and ``<key>_diff`` (ours minus the paper's) or, for a class
+    label, ``<key>_matches`` ("yes" or "no"). Returns the line, e.g.
+    ``CNN test accuracy: 99.19% (paper 99.2%, -0.01)``; ``name`` replaces the
+    description from :data:`ABOUT`. ``glue=False`` only formats the line.
+    """
+    _check(key)
+    value = _ours(key, ours)
+    if ABOUT[key][1] == "class":
+        same = "yes" if value == PAPER[key] else "no"
+        extra, tail = {f"{key}_matches": same}, "the same" if same == "yes" else "differs"
+    else:
+        diff = difference(key, value)
+        if ABOUT[key][1] == "percent":
+            tail = f"{diff:+.2f}"
+        else:
+            diff = int(diff)
+            tail = f"{diff:+,}"
+        extra = {f"{key}_diff": diff}
+    if glue:
+        _glue(key, value)
+        _glue(f"paper_{key}", PAPER[key])
+        for k, v in extra.items():
+            _glue(k, v)
+    return f"{name or ABOUT[key][0]}: {_show(key, value)} (paper {_paper(key)}, {tail})"
+
+
+def compare_range(key: str, values, name: str | None = None, *, prefix: str = "seeds",
+                  runs: str = "runs", glue: bool = True) -> str:
+    """Ours as a range over several runs (training seeds) beside the paper's single value.
+
+    Glues ``<prefix>_<key>_min`` and ``<prefix>_<key>_max`` (plain Python
+    numbers; ``paper_<key>`` is :func:`compare`'s: a notebook glues a key
+    once); for a class label instead
+    ``<prefix>_<key>_matches``, the number of runs that agree with the paper,
+    and ``<prefix>_<key>_values``, the classes seen ("3, 8"). Returns one
+    line, e.g. ``CNN test accuracy: 98.91–99.12% over 3 runs (paper 99.2%)``.
+    """
+    _check(key)
+    values = [_ours(key, v) for v in values]
+    if not values:
+        raise ValueError("no values")
+    out = {}
+    if ABOUT[key][1] == "class":
+        agree = sum(v == PAPER[key] for v in values)
+        seen = ", ".join(str(v) for v in sorted(set(values)))
+        out.update({f"{prefix}_{key}_matches": agree, f"{prefix}_{key}_values": seen})
+        ours, tail = seen, f"; {agree} of {len(values)} agree"
+    else:
+        lo, hi = min(values), max(values)
+        out.update({f"{prefix}_{key}_min": lo, f"{prefix}_{key}_max": hi})
+        ours = _show(key, lo) if lo == hi else f"{_show(key, lo).rstrip('%')}–{_show(key, hi)}"
+        tail = ""
+    if glue:
+        for k, v in out.items():
+            _glue(k, v)
+    return f"{name or ABOUT[key][0]}: {ours} over {len(values)} {runs} (paper {_paper(key)}{tail})"
+
+
+def _check(key: str) -> None:
+    if key not in PAPER:
+        raise KeyError(f"{key!r} is not a paper number (known: {', '.join(PAPER)})")

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["map_grid", "confusion_matrices", "save", "setup"]
+__all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "save", "setup"]
 
 
 def setup() -> None:
@@ -68,22 +68,55 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     return fig
 
 
+def map_titles(count, assigned=None, share: bool = False) -> list[str]:
+    """Titles for a grid of classification images, one per class ``k``.
+
+    ``"k → a, |n|"``: the class ``a`` a model assigns to the map itself
+    (``assigned``, -1 for an empty map, drawn "–"; left out when None) and
+    the number ``n`` of stimuli classified as ``k``, or their percentage when
+    ``share``.
+    """
+    count = [int(c) for c in (count.tolist() if hasattr(count, "tolist") else count)]
+    total = max(sum(count), 1)
+    out = []
+    for k, n in enumerate(count):
+        title = str(k)
+        if assigned is not None:
+            a = int(assigned[k])
+            title += f" → {'–' if a < 0 else a}"
+        title += f": {100 * n / total:.2f}%" if share else f", |{n:,}|"
+        out.append(title)
+    return out
+
+
 def confusion_matrices(results, class_names=None, size: float = 3.0):
-    """One heat map per ``(name, accuracy, confusion)``, rows true, columns predicted."""
-    n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(size * n, size + 0.4), squeeze=False)
-    for ax, (name, acc, conf) in zip(axes.flat, results):
-        c = _np(conf)
-        rows = c.sum(1, keepdims=True)
-        frac = np.divide(c, rows, out=np.zeros_like(c), where=rows > 0)
-        ax.imshow(frac, cmap="viridis", vmin=0, vmax=1)
-        ax.set_title(f"{name}\nacc {100 * acc:.1f}%", fontsize=9)
-        ticks = range(c.shape[0])
-        labels = class_names or [str(t) for t in ticks]
-        ax.set_xticks(list(ticks), labels, fontsize=7)
-        ax.set_yticks(list(ticks), labels, fontsize=7)
-        ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("true", fontsize=8)
+    """One heat map per ``(name, accuracy, confusion)``, rows true, columns predicted.
+
+    ``results`` is a list (one row of panels) or a dict ``{row label: list}``
+    (one row per label, e.g. one per template-matching rule); each row of a
+    matrix is normalised to the fraction of its true class.
+    """
+    rows = results if isinstance(results, dict) else {None: results}
+    nrows, ncols = len(rows), max(len(r) for r in rows.values())
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.4) * nrows), squeeze=False)
+    for r, (label, row) in enumerate(rows.items()):
+        for c, ax in enumerate(axes[r]):
+            if c >= len(row):
+                ax.axis("off")
+                continue
+            name, acc, conf = row[c]
+            m = _np(conf)
+            totals = m.sum(1, keepdims=True)
+            frac = np.divide(m, totals, out=np.zeros_like(m), where=totals > 0)
+            ax.imshow(frac, cmap="viridis", vmin=0, vmax=1)
+            title = f"{name}\nacc {100 * acc:.1f}%"
+            ax.set_title(title if label is None else f"{label}: {title}", fontsize=9)
+            ticks = range(m.shape[0])
+            labels = class_names or [str(t) for t in ticks]
+            ax.set_xticks(list(ticks), labels, fontsize=7)
+            ax.set_yticks(list(ticks), labels, fontsize=7)
+            ax.set_xlabel("predicted", fontsize=8)
+            ax.set_ylabel("true", fontsize=8)
     fig.tight_layout()
     return fig
 
