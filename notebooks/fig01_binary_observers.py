@@ -41,7 +41,7 @@ n_train = None
 profile = "paper"
 
 # %%
-from wna import data, plots, probe, stimuli, zoo
+from wna import Probe, data, plots, stimuli, zoo
 from wna.zoo import binary_subset
 
 plots.setup()
@@ -77,17 +77,18 @@ for (a, b), model in observers.items():
 # ## Stimulus-response cells across γ
 #
 # The signals are the test images of the two digits; every trial draws one
-# at random and fresh noise, from a seed.
+# at random and fresh noise, from a seed. One `Probe` per observer serves
+# every γ (its fast copy of the model is built once).
 
 # %%
 results = {}
 for (a, b), model in observers.items():
     signals, classes = binary_subset(x_test, y_test, (a, b))
-    results[(a, b)] = {
-        g: probe.stimulus_response_cells(model, signals, classes, noise, g, n_trials,
-                                         batch_size=batch_size, seed=seed)
-        for g in gammas
-    }
+    with Probe(model, batch_size=batch_size) as p:
+        results[(a, b)] = {
+            g: p.stimulus_response_cells(signals, classes, noise, g, n_trials, seed=seed)
+            for g in gammas
+        }
 
 # %%
 for (a, b), by_gamma in results.items():

@@ -45,7 +45,7 @@ profile = "paper"  # the profile that set these parameters (filled in by `wna ru
 # %%
 import pandas as pd
 
-from wna import data, paper, plots, probe, stimuli, templates, zoo
+from wna import Probe, data, paper, plots, probe, stimuli, templates, zoo
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)
@@ -83,11 +83,10 @@ print(paper.compare("logreg_acc", 100 * logreg.test_accuracy))
 # %%
 noise = stimuli.WhiteNoise((1, 28, 28))
 models = {"cnn": cnn, "logreg": logreg}
-cis = {
-    name: probe.classification_images(model, noise, n_samples=n_samples, seed=seed,
-                                      batch_size=batch_size, weighting=weighting)
-    for name, model in models.items()
-}
+cis = {}
+for name, model in models.items():
+    with Probe(model, batch_size=batch_size) as p:
+        cis[name] = p.classification_images(noise, n_samples, seed=seed, weighting=weighting)
 maps = {name: templates.minmax(ci.mean) for name, ci in cis.items()}
 
 # %% tags=["remove-cell"]

@@ -44,6 +44,7 @@ def _glue_keys(nb) -> set:
     return keys
 
 
+@pytest.mark.slow  # executes every notebook (smoke profile): minutes
 def test_every_notebook_runs_at_smoke_and_records_its_run(smoke_book):
     for nb_path in runner.find_notebooks(root=ROOT):
         out = smoke_book / "book" / "executed" / f"{nb_path.stem}.ipynb"
@@ -71,6 +72,7 @@ def _glue_values(nb) -> dict:
     return out
 
 
+@pytest.mark.slow  # executes every notebook (smoke profile): minutes
 def test_fig02_glues_every_number_the_report_uses(smoke_book):
     report = (ROOT / "book" / "report.md").read_text()
     used = {}
@@ -86,6 +88,7 @@ def test_fig02_glues_every_number_the_report_uses(smoke_book):
             "seeds_tm_cnn_maps_max"} <= used["fig02_mnist_bias_maps"]
 
 
+@pytest.mark.slow  # executes every notebook (smoke profile): minutes
 def test_fig02_dot_rule_gives_the_papers_mean_digit_number(smoke_book):
     nb = nbformat.read(smoke_book / "book" / "executed" / "fig02_mnist_bias_maps.ipynb",
                        as_version=4)
@@ -150,6 +153,7 @@ def _paper_column_problems(report: str, glued: dict, paper: dict) -> list[str]:
     return problems
 
 
+@pytest.mark.slow  # executes every notebook (smoke profile): minutes
 def test_the_report_types_no_paper_number(smoke_book):
     from wna.paper import PAPER
 
