@@ -8,6 +8,11 @@ architecture's source); later calls load it. Checkpoints are written
 atomically, so an interrupted run never leaves a corrupt file, and carry the
 test accuracy measured after training (``model.test_accuracy``).
 
+Training runs on :data:`TRAIN_THREADS` torch threads whatever the process's
+own setting (``torch.set_num_threads``, ``OMP_NUM_THREADS``, core count), so
+the weights are bitwise the same across machines with the same torch version
+and CPU capability; ``model.record`` lists those.
+
 Training follows the authors' code where it is sound: inputs in [0, 1], Adam
 (lr 1e-3), batch 64, cross-entropy on logits.
 """
