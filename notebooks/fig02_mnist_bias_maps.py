@@ -86,7 +86,8 @@ models = {"cnn": cnn, "logreg": logreg}
 cis = {}
 for name, model in models.items():
     with Probe(model, batch_size=batch_size) as p:
-        cis[name] = p.classification_images(noise, n_samples, seed=seed, weighting=weighting)
+        cis[name] = p.classification_images(noise, n_samples, seed=seed,
+                                            weighting=weighting)
 maps = {name: templates.minmax(ci.mean) for name, ci in cis.items()}
 
 # %% tags=["remove-cell"]
