@@ -97,6 +97,19 @@ def test_every_fast_path_equals_the_plain_model(fast, outputs):
                                                               seed=3, fast="off", progress=False).count)
 
 
+def test_a_small_first_call_still_checks_the_fast_copy_on_a_full_chunk(monkeypatch):
+    seen = []
+    real = _backends.Engine._check_fast
+
+    def spy(self, shape, kind, example):
+        seen.append(len(example))
+        return real(self, shape, kind, example)
+
+    monkeypatch.setattr(_backends.Engine, "_check_fast", spy)
+    Probe(_bn_net().eval(), progress=False).classification_images(stimuli.WhiteNoise((3, 8, 8)), 2)
+    assert seen == [_backends.FAST_CHUNK]
+
+
 def test_the_fast_copy_tie_tolerance_covers_its_measured_error():
     net = _bn_net().eval()
     eng = _backends.Engine(net, torch.device("cpu"), "eager", (3, 8, 8))

@@ -32,7 +32,7 @@ from typing import Callable, ClassVar
 import torch
 
 from . import _stream
-from ._backends import Engine, eval_mode, fast_kind, predict
+from ._backends import FAST_CHUNK, Engine, eval_mode, fast_kind, predict
 
 __all__ = ["Probe", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
 
@@ -299,7 +299,8 @@ class Probe:
         plain = self._plain()
         with eval_mode(plain):
             with torch.inference_mode():
-                first = estimator.sample(min(256, n_samples), _stream.batch_generator(seed, 0, device))
+                # a full test chunk for the fast copy's check, whatever n_samples is
+                first = estimator.sample(FAST_CHUNK, _stream.batch_generator(seed, 0, device))
             engine = self.engine(shape, _input(first) if device.type == "cpu" else None)
 
             def work(i, split):
