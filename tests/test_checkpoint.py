@@ -144,3 +144,23 @@ def test_ctrl_c_keeps_the_batches_done(tmp_path, sig):
     assert resumed.meta["resumed_batches"] == done and resumed.n == 24_000
     full = probe.classification_images(model, noise, 24_000, batch_size=500, seed=1, progress=False)
     assert torch.equal(resumed.count, full.count) and torch.equal(resumed.sums, full.sums)
+
+
+def test_snapshots_survive_an_interruption(tmp_path):
+    """The running sums kept at N (Fig. 4's one-pass maps) are in the checkpoint: resuming keeps them."""
+    model = Linear()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    snaps = [3 * B, 12 * B]
+    full = probe.Probe(model, batch_size=B, progress=False).classification_images(
+        noise, N, seed=3, snapshots=snaps)
+    ck = tmp_path / "run.pt"
+    p = probe.Probe(model, batch_size=B, progress=False)
+    with pytest.raises(Interrupted):
+        p.classification_images(FailsAfter(noise, 8), N, seed=3, snapshots=snaps, checkpoint=ck,
+                                checkpoint_every=0.0)
+    resumed = p.classification_images(noise, N, seed=3, snapshots=snaps, checkpoint=ck)
+    assert resumed[N].meta["resumed_batches"] > 3
+    for n in (*snaps, N):
+        assert resumed[n].n == n and torch.equal(resumed[n].sums, full[n].sums)
+    with pytest.raises(ValueError, match="another run"):  # other snapshots: another run's file
+        p.classification_images(noise, N, seed=3, snapshots=[B], checkpoint=ck)

@@ -195,8 +195,37 @@ def test_map_cosine_to_the_true_template_grows_with_n_as_the_closed_form():
             ci = probe.classification_images(model, noise, N, seed=seed, batch_size=N, progress=False)
             cos.append(cosine(ci.mean[1] - ci.mean[0], w))
         rho = (1 + math.pi / 2 * D / N) ** -0.5
+        assert probe.expected_cosine(N, D) == pytest.approx(rho)
         got = sum(cos) / len(cos)
         assert abs(got - rho) < 0.03, (N, got, rho)
+
+
+def test_maps_from_one_stream_converge_to_the_largest_one_as_the_closed_form():
+    """Fig. 4's measure: cos(map at N, map at N_max) = rho(N) / rho(N_max) for a linear observer,
+    and the fitted k is 1 (no internal noise) or S^2 / (sigma^2 |w|^2) with internal noise."""
+    D, ns = 64, [250, 500, 1000, 2000, 4000, 16000]
+    w = torch.randn(D, generator=torch.Generator().manual_seed(0))
+    for noisy, k_true in ((False, 1.0), (True, 2.0)):
+        # internal noise as a 65th "pixel" the observer sees but the map ignores: S^2 = 2 sigma^2 |w|^2
+        weights = torch.cat([w, w.norm()[None]]) if noisy else w
+        model = Linear(weights[None], squeeze=True)
+        p = Probe(model, batch_size=250, progress=False)
+        cos = []
+        for seed in range(8):
+            snaps = p.classification_images(stimuli.WhiteNoise((len(weights),), "gaussian"), ns[-1],
+                                            seed=seed, snapshots=ns)
+            got_ns, c = probe.map_cosines({n: _first_pixels(r, D) for n, r in snaps.items()})
+            assert got_ns == ns
+            cos.append(c[:, 1])  # both classes carry the same map up to sign
+        got = torch.stack(cos).mean(0).numpy()
+        want = probe.expected_cosine(ns, D, k_true, reference=ns[-1])
+        assert abs(got - want).max() < 0.03, (noisy, got, want)
+        assert probe.fit_k(ns[:-1], got[:-1], D, reference=ns[-1]) == pytest.approx(k_true, rel=0.2)
+
+
+def _first_pixels(ci, D):
+    """The result restricted to its first D pixels (the stimulus the experimenter records)."""
+    return probe.ClassificationImages(ci.sums[:, :D], ci.count, ci.n, ci.weighting, ci.meta, ci.sq[:, :D])
 
 
 def test_confidence_weighting_with_unequal_logits_known_answer():
@@ -307,3 +336,25 @@ def test_probe_rejects_bad_settings():
     with pytest.raises(ValueError, match="batch_size"):
         Probe(Linear(torch.eye(3)), batch_size=0)
     assert engine.RESULT_FORMAT == 2
+
+
+def test_snapshots_are_the_first_n_stimuli_of_one_stream():
+    """Fig. 4's one pass: the maps at N equal, bitwise, runs of N stimuli; shards merge per snapshot."""
+    W = torch.randn(4, 12, generator=torch.Generator().manual_seed(1))
+    p = Probe(Linear(W), batch_size=500, progress=False)
+    noise = stimuli.WhiteNoise((12,))
+    snaps = p.classification_images(noise, 7_250, seed=5, snapshots=[500, 3000, 7000])
+    assert sorted(snaps) == [500, 3000, 7000, 7250]  # n_samples (not a multiple) is the last one
+    for n, ci in snaps.items():
+        alone = p.classification_images(noise, n, seed=5)
+        assert ci.n == n == int(ci.count.sum()) and ci.meta["n_samples"] == n
+        assert torch.equal(ci.sums, alone.sums) and torch.equal(ci.sq, alone.sq)
+    parts = [p.classification_images(noise, 7_250, seed=5, snapshots=[500, 3000], shard=(k, 3))
+             for k in range(3)]
+    for n in (500, 3000, 7250):
+        merged = parts[0][n].merge(parts[1][n]).merge(parts[2][n])
+        assert merged.n == n and torch.equal(merged.count, snaps[n].count)
+        assert torch.allclose(merged.sums, snaps[n].sums, rtol=0, atol=1e-12)
+    for bad in ([750], [0], [8000], ["1000"]):
+        with pytest.raises(ValueError, match="snapshot"):
+            p.classification_images(noise, 7_250, seed=5, snapshots=bad)

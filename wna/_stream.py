@@ -118,44 +118,70 @@ class Checkpoint:
             raise ValueError(f"checkpoint {self.path} was written by another run (differs in {diff}); "
                              "delete it or choose another checkpoint path")
         total, done, seen, rechecked = d["state"]
-        return total, int(done), int(seen), int(rechecked)
+        return total, int(done), int(seen), int(rechecked), dict(d.get("snapshots") or {})
 
     def save(self, state, force: bool = False) -> None:
         if not force and time.monotonic() - self._last < self.every:
             return
-        total, done, seen, rechecked = state
+        total, done, seen, rechecked, snaps = state
         total = None if total is None else {k: t.cpu() for k, t in total.items()}
+        snaps = {n: {k: t.cpu() for k, t in s.items()} for n, s in snaps.items()}
         save_atomic({"format": CHECKPOINT_FORMAT, "key": self.key,
-                     "state": (total, done, seen, rechecked)}, self.path)
+                     "state": (total, done, seen, rechecked), "snapshots": snaps}, self.path)
         self._last = time.monotonic()
 
 
+def snapshot_cuts(snapshots, n_samples: int, batch_size: int, mine: range) -> dict[int, int]:
+    """``{N: number of this process's batches that hold stimuli < N}`` for each snapshot N.
+
+    A snapshot must end on a batch boundary (a multiple of ``batch_size``) or
+    be ``n_samples``: the sums at N are then those of the first N stimuli, and
+    bitwise those of a run of ``n_samples=N``.
+    """
+    cuts = {}
+    for v in snapshots:
+        n = _positive_int("snapshot", v)
+        if n > n_samples or (n % batch_size and n != n_samples):
+            raise ValueError(f"snapshot {n} must be n_samples ({n_samples}) or a multiple of the "
+                             f"batch size ({batch_size}) below it; choose a batch_size that divides "
+                             "every snapshot")
+        cuts[n] = sum(1 for i in mine if i < math.ceil(n / batch_size))
+    return dict(sorted(cuts.items()))
+
+
 def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int, desc: str,
-           unit: str, progress: bool, checkpoint: Checkpoint | None = None, device="cpu"):
+           unit: str, progress: bool, checkpoint: Checkpoint | None = None, device="cpu",
+           cuts: dict[int, int] | None = None):
     """Run ``work`` over this process's batches; add up their sums in batch order.
 
     ``work(i, split)`` returns ``(sums, b, rechecked)``: a dict of tensors
     (the batch's sums), the batch size and the rows the plain model
     recomputed. With a ``checkpoint``, the batches it holds are skipped and
     the running sums are saved as it asks: adding the rest in the same order
-    gives bitwise the result of an uninterrupted run.
-    Returns ``(sums, or None without batches, stimuli seen, rechecked, batches resumed)``.
+    gives bitwise the result of an uninterrupted run. ``cuts`` (from
+    :func:`snapshot_cuts`): the running sums are also kept after the given
+    numbers of batches (snapshots; also in the checkpoint).
+    Returns ``(sums, or None without batches, stimuli seen, rechecked, batches resumed,
+    {N: sums at snapshot N, or None where no batch came before it})``.
     """
-    state = (None, 0, 0, 0)  # running sums, batches done, stimuli seen, rechecked
+    cuts = cuts or {}
+    state = (None, 0, 0, 0, {})  # running sums, batches done, stimuli seen, rechecked, snapshots
     if checkpoint is not None:
         state = checkpoint.load() or state
-        if state[0] is not None:
-            state = ({k: t.to(device) for k, t in state[0].items()}, *state[1:])
+        to_dev = (lambda d: None if d is None else {k: t.to(device) for k, t in d.items()})
+        state = (to_dev(state[0]), *state[1:4], {n: to_dev(v) for n, v in state[4].items()})
     resumed = state[1]
     with tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), initial=state[2],
               unit=unit, unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
               leave=False) as bar, contextlib.closing(engine.map(work, mine[resumed:])) as results:
         try:
             for sums, b, r in results:
-                total, done, seen, rechecked = state
+                total, done, seen, rechecked, snaps = state
                 total = ({k: v.clone() for k, v in sums.items()} if total is None
                          else {k: total[k] + sums[k] for k in total})
-                state = (total, done + 1, seen + b, rechecked + r)  # one assignment: consistent if interrupted
+                # the new total is a fresh dict of fresh tensors: a snapshot can hold it as it is
+                snaps = {**snaps, **{n: total for n, c in cuts.items() if c == done + 1}}
+                state = (total, done + 1, seen + b, rechecked + r, snaps)  # one assignment: consistent if interrupted
                 bar.update(b)
                 if checkpoint is not None:
                     checkpoint.save(state)
@@ -165,8 +191,8 @@ def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int,
             raise
     if checkpoint is not None:
         checkpoint.save(state, force=True)
-    total, _, seen, rechecked = state
-    return total, seen, rechecked, resumed
+    total, _, seen, rechecked, snaps = state
+    return total, seen, rechecked, resumed, {n: snaps.get(n) for n in cuts}
 
 
 def all_reduce(sums: dict, *counters: int) -> list[int]:

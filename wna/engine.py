@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -279,7 +280,7 @@ class Probe:
         return self._engines[shape]
 
     def run(self, estimator: Estimator, n_samples: int, *, seed: int = 0, shard=None,
-            checkpoint=None, checkpoint_every: float = 60.0, desc: str | None = None):
+            checkpoint=None, checkpoint_every: float = 60.0, desc: str | None = None, snapshots=None):
         """Stream ``n_samples`` seeded stimuli through the model into ``estimator``; its result.
 
         Batch ``i`` holds stimuli ``[i * batch_size, (i + 1) * batch_size)`` drawn
@@ -291,10 +292,20 @@ class Probe:
         running sums are saved (atomically) every ``checkpoint_every`` seconds,
         at the end and on interruption; the same call with the same file skips
         the batches it holds and gives bitwise the uninterrupted result.
+
+        ``snapshots``: sample counts N (multiples of the batch size, or
+        ``n_samples``) at which the running sums are also kept; the call then
+        returns ``{N: result}`` (``n_samples`` included), where the result at N
+        is that of the first N stimuli of the same stream: bitwise the result
+        of a run with ``n_samples=N``. One pass serves every N (Fig. 4).
         """
         if not isinstance(estimator, Estimator):
             raise ValueError(f"estimator must be a wna.engine.Estimator, got {type(estimator).__name__}")
         n_samples, batch_size, n_batches, mine, distributed = _stream.plan(n_samples, self.batch_size, shard)
+        cuts = None
+        if snapshots is not None:
+            cuts = _stream.snapshot_cuts([*snapshots, n_samples], n_samples, batch_size, mine)
+            cuts.pop(n_samples)  # the full run is the result itself
         shape, device = estimator.shape, self.device
         plain = self._plain()
         with eval_mode(plain):
@@ -316,10 +327,16 @@ class Probe:
             ckpt = None if checkpoint is None else _stream.Checkpoint(checkpoint, {
                 "estimator": estimator.name, **estimator.key(), "model": _stream.fingerprint(plain),
                 "seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
-                "batches": (mine.start, mine.stop, mine.step)}, checkpoint_every)
-            sums, seen, rechecked, resumed = _stream.stream(
+                "batches": (mine.start, mine.stop, mine.step), "snapshots": sorted(cuts or ())},
+                checkpoint_every)
+            sums, seen, rechecked, resumed, snaps = _stream.stream(
                 engine, work, mine, n_samples, batch_size, desc or estimator.name.replace("_", " "),
-                estimator.unit, self.progress, ckpt, device)
+                estimator.unit, self.progress, ckpt, device, cuts)
+            # own copies: a snapshot may share its tensors with the final sums (all-reduced in place)
+            snaps = {n: None if v is None else {k: t.clone() for k, t in v.items()} for n, v in snaps.items()}
+            if zeros is None and any(v is None for v in snaps.values()):
+                with torch.inference_mode():
+                    zeros = estimator.update(_rows(first, 0), predict(plain, _input(first), shape)[:0])
         sums = zeros if sums is None else sums
         if distributed:
             seen, rechecked, resumed = _stream.all_reduce(sums, seen, rechecked, resumed)
@@ -329,15 +346,35 @@ class Probe:
                 "fast": engine.fast_model is not None, "fast_path": engine.kind,
                 "compiled": engine.compiled, "tie_tolerance": engine.tie_tolerance,
                 "rechecked": rechecked, "resumed_batches": resumed, "device": str(device)}
-        return estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
+        result = estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
+        if cuts is None:
+            return result
+        out = {}
+        for n, s in snaps.items():
+            c = math.ceil(n / batch_size)
+            s = {k: v.clone() for k, v in zeros.items()} if s is None else s
+            seen_n = sum(min(batch_size, n_samples - i * batch_size) for i in mine if i < c)
+            if distributed:
+                (seen_n,) = _stream.all_reduce(s, seen_n)
+            m = {**meta, "n_samples": n, "snapshot_of": n_samples,
+                 "batches": list(range(c)) if distributed else [i for i in mine if i < c]}
+            for k in ("rechecked", "resumed_batches"):
+                m.pop(k)
+            out[n] = estimator.finalize({k: v.cpu() for k, v in s.items()}, seen_n, m)
+        return {**out, n_samples: result}
 
     def classification_images(self, stimulus, n_samples: int, *, seed: int = 0, weighting: str = "none",
                               num_classes: int | None = None, shard=None, checkpoint=None,
-                              checkpoint_every: float = 60.0):
-        """Mean stimulus per predicted class (Fig. 2); see :func:`wna.probe.classification_images`."""
+                              checkpoint_every: float = 60.0, snapshots=None):
+        """Mean stimulus per predicted class (Fig. 2); see :func:`wna.probe.classification_images`.
+
+        ``snapshots=[N1, N2, ...]`` returns ``{N: ClassificationImages}`` of the
+        first N stimuli of the one stream (see :meth:`run`).
+        """
         from .probe import ClassImageEstimator
         return self.run(ClassImageEstimator(stimulus, weighting, num_classes), n_samples, seed=seed,
-                        shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc="probe")
+                        shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc="probe",
+                        snapshots=snapshots)
 
     def stimulus_response_cells(self, signals, signal_classes, noise, gamma: float, n_samples: int, *,
                                 seed: int = 0, shard=None, checkpoint=None, checkpoint_every: float = 60.0):
