@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "save", "setup"]
+__all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "save", "setup"]
 
 
 def setup() -> None:
@@ -165,5 +165,29 @@ def binary_cells_grid(results, digits, size: float = 1.5):
                 ax.set_ylabel(f"γ = {gamma:g}", fontsize=8)
         for c, n_cell in enumerate(cells.count.flatten().tolist()):  # trials per cell
             axes[r][c].set_xlabel(f"n={n_cell:,}", fontsize=6)
+    fig.tight_layout()
+    return fig
+
+
+def convergence(ns, cosines, dim: int, k: float | None = None, labels=None, size=(6.0, 3.6)):
+    """Fig. 4: each class's map cosine to the largest-N map against N (log scale), with the
+    closed form of a linear observer (``KNOWN_ANSWERS.md`` §4) for k = 1 and, if given, a fitted k."""
+    from .probe import expected_cosine
+    ns = list(ns)
+    c = _np(cosines)
+    fig, ax = plt.subplots(figsize=size)
+    for j in range(c.shape[1]):
+        ax.plot(ns, c[:, j], marker="o", ms=3, lw=1, alpha=0.8,
+                label=str(j) if labels is None else labels[j])
+    grid = np.geomspace(ns[0], ns[-1], 200)
+    for kk, style in ((1.0, "k--"), (k, "k:")):
+        if kk is not None:
+            ax.plot(grid, expected_cosine(grid, dim, kk, reference=ns[-1]), style, lw=1.5,
+                    label=f"linear observer, k={kk:.3g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("noise images N")
+    ax.set_ylabel(f"cosine to the map at N={ns[-1]:,}")
+    ax.set_ylim(min(0.0, float(np.nanmin(c))), 1.02)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.tight_layout()
     return fig

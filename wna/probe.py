@@ -17,8 +17,10 @@ of per-batch means, which bias classes that are rare in a batch).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from typing import Callable
 
+import numpy as np
 import torch
 
 from ._backends import FAST_CHUNK, OnnxModel, predict  # noqa: F401 (re-exported)
@@ -32,6 +34,7 @@ __all__ = [
     "ClassificationImages", "ClassImageEstimator", "classification_images", "from_responses",
     "batch_generator", "predict", "template_accuracy", "minmax", "class_means", "assigned_classes",
     "StimulusResponseCells", "stimulus_response_cells", "WEIGHTINGS",
+    "expected_cosine", "fit_k", "map_cosines",
 ]
 
 WEIGHTINGS = ("none", "confidence")
@@ -96,6 +99,22 @@ class ClassificationImages(Result):
         return out
 
     @property
+    def rms(self) -> torch.Tensor:
+        """Root-mean-square stimulus per class ``sqrt(mean(x^2))``, ``(C, *shape)``; NaN where
+        count == 0: the template of the authors' released code for Fig. 5 and CIFAR-10."""
+        r = (self.sq / self._per_class(self.count)).sqrt()
+        r[self.count == 0] = float("nan")
+        return r
+
+    @property
+    def contrast(self) -> torch.Tensor:
+        """Each class's mean stimulus minus the mean of all stimuli, ``(C, *shape)``; NaN where
+        count == 0: the class's classification image with the noise's own mean removed (what
+        Fig. 4 compares across sample sizes; a plain mean is dominated by the noise mean)."""
+        grand = self.sums.sum(0) / max(self.n, 1)
+        return self.mean - grand
+
+    @property
     def frequency(self) -> torch.Tensor:
         """Fraction of stimuli assigned to each class."""
         return self.count.to(torch.float64) / max(self.n, 1)
@@ -103,6 +122,53 @@ class ClassificationImages(Result):
     def __repr__(self) -> str:
         return (f"ClassificationImages(n={self.n}, classes={self.num_classes}, shape={self.shape}, "
                 f"weighting={self.weighting!r}, count={self.count.tolist()})")
+
+
+def expected_cosine(n, dim: int, k: float = 1.0, reference=None):
+    """Expected cosine of a classification image from ``n`` stimuli to the true template.
+
+    ``KNOWN_ANSWERS.md`` §4 (linear observer, ``dim`` pixels, ``k = S^2 / (sigma^2 |w|^2)``,
+    1 without internal noise): ``rho(n) = [1 + (pi/2) (dim/n) k] ** -0.5``. With
+    ``reference``, the expected cosine to the map of the first ``reference >= n``
+    stimuli of the same stream instead: ``rho(n) / rho(reference)`` (the extra
+    noise of the smaller sample is uncorrelated with the larger sample's mean).
+    Works on numbers and arrays.
+    """
+    def rho(m):
+        return (1 + math.pi / 2 * dim * k / np.asarray(m, dtype=float)) ** -0.5
+    out = rho(n) if reference is None else rho(n) / rho(reference)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def fit_k(ns, cosines, dim: int, reference=None) -> float:
+    """The ``k`` of :func:`expected_cosine` that fits measured cosines best (least squares).
+
+    A nonlinear observer (a CNN) is summarised by the linear observer whose
+    maps converge at the same rate; ``k > 1`` converges more slowly.
+    """
+    from scipy.optimize import minimize_scalar
+    ns, cosines = np.asarray(ns, dtype=float), np.asarray(cosines, dtype=float)
+    keep = np.isfinite(cosines)
+    if not keep.any():
+        raise ValueError("no finite cosine to fit")
+
+    def loss(logk):
+        return float(((expected_cosine(ns[keep], dim, math.exp(logk), reference) - cosines[keep]) ** 2).sum())
+    return math.exp(minimize_scalar(loss, bounds=(-12, 12), method="bounded").x)
+
+
+def map_cosines(results: dict, reference: int | None = None) -> tuple[list[int], torch.Tensor]:
+    """Cosine of each class's :attr:`~ClassificationImages.contrast` at every N to the one at ``reference``.
+
+    ``results``: ``{N: ClassificationImages}`` (e.g. :meth:`wna.Probe.classification_images`
+    with ``snapshots``); ``reference`` defaults to the largest N. Returns the
+    sorted Ns and a float64 tensor ``(len(Ns), C)``, NaN where a class is empty.
+    """
+    ns = sorted(results)
+    ref = results[max(ns) if reference is None else reference].contrast.flatten(1)
+    out = torch.stack([torch.nn.functional.cosine_similarity(results[n].contrast.flatten(1), ref, dim=1)
+                       for n in ns])
+    return ns, out
 
 
 def _confidence(logits: torch.Tensor) -> torch.Tensor:
