@@ -186,7 +186,8 @@ def test_bad_inputs_get_value_errors(tmp_path):
         GaborPCANoise(100, kernel_sizes=(14,)).fit(torch.rand(200, 1, 28, 28), progress=False)  # 32 wavelets
     with pytest.raises(ValueError, match="finite"):
         GaborPCANoise(5).fit(torch.full((30, 1, 28, 28), float("nan")), progress=False)
-    for bad in (dict(n_components=0), dict(kernel_sizes=(3, 0)), dict(svd_solver="qr"), dict(chunk_size=0)):
+    for bad in (dict(n_components=0), dict(kernel_sizes=(3, 0)), dict(svd_solver="qr"), dict(chunk_size=0),
+                dict(alpha=0.0)):
         with pytest.raises(ValueError):
             GaborPCANoise(**{"n_components": 5, **bad})
     fitted = GaborPCANoise(5, kernel_sizes=(7, 14)).fit(torch.rand(30, 1, 20, 20, generator=g), progress=False)

@@ -126,8 +126,8 @@ class GaborPCANoise:
                  chunk_size: int = 4096, svd_solver: str | None = None, random_state: int = 0):
         if isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1:
             raise ValueError(f"n_components must be a positive int, got {n_components!r}")
-        if not alpha >= 0:
-            raise ValueError(f"alpha must be >= 0, got {alpha}")
+        if not alpha > 0:  # the centred basis's Gram matrix is singular: the ridge needs alpha > 0
+            raise ValueError(f"alpha must be > 0, got {alpha}")
         if not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
         if svd_solver is not None and svd_solver not in SOLVERS:
