@@ -17,6 +17,7 @@ bank; the PCA defaults to scikit-learn's exact ``covariance_eigh`` solver;
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -89,6 +90,16 @@ def ridge(op, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return coef, y.mean(1) - coef @ xmean
 
 
+@functools.lru_cache(maxsize=4)
+def _bank_for(side: tuple[int, int], kernel_sizes: tuple[int, ...], alpha: float):
+    """``(basis, ridge operator)``, read-only and shared: several banks (and refits) build it once."""
+    basis = gabor_basis(side, kernel_sizes)
+    op = ridge_operator(basis, alpha)
+    for a in (basis, *op):
+        a.flags.writeable = False
+    return basis, op
+
+
 def _images(images, name="images") -> torch.Tensor:
     x = torch.as_tensor(images)
     if x.ndim == 3:
@@ -139,7 +150,7 @@ class GaborPCANoise:
             kernel_sizes = tuple(int(k) for k in kernel_sizes)
         self.n_components, self.alpha, self.kernel_sizes = n_components, float(alpha), kernel_sizes
         self.chunk_size, self.svd_solver, self.random_state = chunk_size, svd_solver, random_state
-        self.shape, self._basis, self._on_device, self._digest = None, None, {}, None
+        self.shape, self._on_device, self._digest = None, {}, None
 
 
     def _sizes_for(self, h: int, w: int) -> tuple[int, ...]:
@@ -153,14 +164,10 @@ class GaborPCANoise:
     def _bank(self, x: torch.Tensor) -> tuple[np.ndarray, tuple]:
         """The basis and its ridge operator for images ``x`` (cached once fitted)."""
         if self.shape is None:
-            basis = gabor_basis(x.shape[2:], self._sizes_for(*x.shape[2:]))
-            return basis, ridge_operator(basis, self.alpha)
+            return _bank_for(tuple(x.shape[2:]), self._sizes_for(*x.shape[2:]), self.alpha)
         if tuple(x.shape[1:]) != self.shape:
             raise ValueError(f"images of shape {tuple(x.shape[1:])}, but this noise is fitted to {self.shape}")
-        if self._basis is None:
-            basis = gabor_basis(self.shape[1:], self.kernel_sizes_)
-            self._basis = basis, ridge_operator(basis, self.alpha)
-        return self._basis
+        return _bank_for(self.shape[1:], self.kernel_sizes_, self.alpha)
 
     @property
     def n_wavelets(self) -> int:
@@ -225,8 +232,8 @@ class GaborPCANoise:
         x = _images(images)
         n, c, h, w = x.shape
         sizes = self._sizes_for(h, w)
-        basis = gabor_basis((h, w), sizes)
-        bank = basis, ridge_operator(basis, self.alpha)
+        bank = _bank_for((h, w), sizes, self.alpha)
+        basis = bank[0]
         k, nw = self.n_components, basis.shape[0]
         if k > nw or k > n:
             raise ValueError(f"n_components={k} exceeds the number of wavelets ({nw}) or of images ({n})")
@@ -250,7 +257,6 @@ class GaborPCANoise:
         self._set_state(shape=[c, h, w], kernel_sizes_=list(sizes), n_images=n, fit_seconds=time.perf_counter() - t0,
                         components=t(comps), mean=t(means), score_min=t(lo), score_max=t(hi),
                         explained_variance_ratio=t(ratio), projection=t(proj))
-        self._basis = bank
         return self
 
     def _set_state(self, *, shape, kernel_sizes_, n_images, fit_seconds, components, mean, score_min,
