@@ -83,3 +83,21 @@ def test_torchvision_models_run_the_fast_path_and_agree(capsys):
         assert fast["same"] and res[(name, 32, "plain")]["fast_path"] is None
     out = capsys.readouterr().out
     assert f"{res[('resnet18', 32, 'fast')]['img_s']:7,.0f}" in out
+
+
+def test_gabor_benchmark_reports_the_fit(capsys, mnist_available):
+    """A small fit in this process: the figures it prints are the fitted object's."""
+    res = bench.bench_gabor("mnist", 20, 400, n_samples=2_000, n_test=200, subprocess=False, progress=False)
+    assert res["images"] == 400 and res["wavelets"] == 960 and res["components"] == 20
+    assert 0.5 < res["variance_kept"][0] < 1 and res["peak_rss_mib"] >= res["rss_before_fit_mib"] > 0
+    assert 0 < res["test_rel_l2"]["ridge"] < res["test_rel_l2"]["through_pca"] < 1
+    out = capsys.readouterr().out
+    assert f"variance kept per channel: {100 * res['variance_kept'][0]:.2f}%" in out
+    assert f"{res['sample_img_s']:,.0f} img/s" in out
+
+
+def test_wna_bench_gabor_parses_its_options():
+    from wna import cli
+
+    args = cli._parser().parse_args(["bench", "gabor", "--dataset", "cifar10", "--components", "600", "--images", "10"])
+    assert (args.what, args.dataset, args.components, args.images) == ("gabor", "cifar10", 600, 10)

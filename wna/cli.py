@@ -4,6 +4,7 @@
     wna list
     wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast onnx]   (also under torchrun)
     wna bench probe | precision | models
+    wna bench gabor --dataset mnist|fashion_mnist|cifar10 [--components N] [--images N]
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--no-progress", action="store_true")
 
     b = sub.add_parser("bench", help="benchmarks (they print figures)")
-    b.add_argument("what", choices=["probe", "precision", "models"],
+    b.add_argument("what", choices=["probe", "precision", "models", "gabor"],
                    help="probe: the MNIST CNN against the authors' loop; precision: bf16/int8 against fp32; "
-                        "models: torchvision architectures, plain against fast")
+                        "models: torchvision architectures, plain against fast; gabor: the Appendix's "
+                        "Gabor-PCA fit (variance kept, time, peak memory)")
     b.add_argument("--n", type=int, default=200_000, help="noise images for the probe timing")
     b.add_argument("--n-ref", type=int, default=50_000, help="noise images for the reference loop")
     b.add_argument("--epochs", type=int, default=4)
@@ -63,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--no-compile", action="store_true", help="skip the torch.compile timing")
     b.add_argument("--no-onnx", action="store_true", help="skip the fast='onnx' timing")
     b.add_argument("--device", default="cpu", help="cpu, or cuda: the whole benchmark on the GPU")
+    b.add_argument("--dataset", default="mnist", choices=["mnist", "fashion_mnist", "cifar10"],
+                   help="gabor: the training images to fit")
+    b.add_argument("--components", type=int, default=None,
+                   help="gabor: PCA components per channel (default 250, CIFAR-10 600: the paper's)")
+    b.add_argument("--images", type=int, default=None, help="gabor: fit the first N images (default all)")
     b.add_argument("--json", default=None, help="also write the figures here")
     return p
 
@@ -139,6 +146,8 @@ def main(argv=None) -> int:
             from . import bench
             if args.what == "precision":
                 bench.bench_precision(n=min(args.n, 20_000), epochs=args.epochs)
+            elif args.what == "gabor":
+                bench.bench_gabor(args.dataset, args.components, args.images, progress=True, out=args.json)
             elif args.what == "models":
                 bench.bench_models(n=min(args.n, 8192), onnx=not args.no_onnx)
             else:

@@ -12,7 +12,9 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["Stimulus", "WhiteNoise", "mix"]
+from ._gabor import GaborPCANoise
+
+__all__ = ["Stimulus", "WhiteNoise", "GaborPCANoise", "mix"]
 
 
 @runtime_checkable

@@ -4,13 +4,16 @@
   against the authors' reference loop and an fp32 matmul, per fast path;
 * :func:`bench_precision` (``wna bench precision``): bfloat16 and int8 against fp32;
 * :func:`bench_models` (``wna bench models``): torchvision architectures, plain
-  model against the fast path.
+  model against the fast path;
+* :func:`bench_gabor` (``wna bench gabor``): the full Gabor-PCA fits of the
+  Appendix (variance kept, fit time, peak memory, sampling rate).
 """
 
+from .gabor import bench_gabor
 from .models import bench_models
 from .precision import bench_precision
 from .throughput import (bench_probe, forward_flops, matmul_gflops, peak_rss, probe_rate,
                          reference_probe)
 
-__all__ = ["bench_probe", "bench_precision", "bench_models", "forward_flops", "matmul_gflops", "peak_rss",
+__all__ = ["bench_probe", "bench_precision", "bench_models", "bench_gabor", "forward_flops", "matmul_gflops", "peak_rss",
            "probe_rate", "reference_probe"]
