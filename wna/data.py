@@ -17,7 +17,10 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["DataNotFoundError", "data_root", "mnist", "fashion_mnist", "MNIST_FILES"]
+__all__ = ["DataNotFoundError", "data_root", "mnist", "fashion_mnist", "MNIST_FILES", "FASHION_MNIST_CLASSES"]
+
+FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
+                         "sandal", "shirt", "sneaker", "bag", "boot")
 
 MNIST_FILES = (
     "train-images-idx3-ubyte",

@@ -24,6 +24,27 @@ PAPER = {
     "rnn_acc": 96.4,
     "mlp_count_1": 0,
     "rnn_count_1": 0,
+    # Fig. 4 and 14: "with 10K noise stimuli, the bias maps already start to look like the target digits"
+    "fig4_samples": 10_000,
+    # Fig. 5: template matching with Gabor-noise maps (the released code's rule: cosine on RMS maps;
+    # Fashion-MNIST measured on the training set), and the PCA variance kept (Appendix)
+    "gabor_tm_mnist": 35.5,
+    "gabor_tm_fashion_mnist": 41.21,
+    "gabor_tm_cifar10": 21.67,
+    "gabor_var_mnist": 96.1,
+    "gabor_var_cifar10": 97.5,  # per channel 97.57 / 97.51 / 97.52
+    # Fig. 15: "the classification images can be computed with much less number of stimuli (~100)"
+    "fig15_samples": 100,
+    # Fig. 16: the Fashion-MNIST CNN (authors' code: about 85-87%) and where noise goes
+    "fashion_cnn_acc": 86.0,
+    "fashion_white_top_class": 8,
+    "fashion_gabor_top_class": 8,
+}
+
+# Fig. 16's printed counts: 10^6 Gabor-noise images and 10^7 white-noise images per Fashion-MNIST class
+FIG16_COUNTS = {
+    "gabor": [38344, 31501, 216121, 10604, 21653, 3, 183858, 203, 484047, 13666],
+    "white": [4560, 935, 13249, 16, 11, 11, 454083, 0, 9531116, 19],
 }
 
 # key: (what it is, kind, where the paper prints it); kind is "percent", "count" or "class"
@@ -39,6 +60,17 @@ ABOUT = {
     "rnn_acc": ("RNN test accuracy", "percent", "authors' code (Fig. 13)"),
     "mlp_count_1": ("noise images classified as 1, MLP", "count", "Fig. 13"),
     "rnn_count_1": ("noise images classified as 1, RNN", "count", "Fig. 13"),
+    "fig4_samples": ("noise images after which the CNN's maps resemble digits", "count", "§3.1, Figs. 4, 14"),
+    "gabor_tm_mnist": ("template matching, Gabor-noise maps, MNIST", "percent", "Fig. 5"),
+    "gabor_tm_fashion_mnist": ("template matching, Gabor-noise maps, Fashion-MNIST", "percent", "Fig. 5"),
+    "gabor_tm_cifar10": ("template matching, Gabor-noise maps, CIFAR-10", "percent", "Fig. 5"),
+    "gabor_var_mnist": ("PCA variance kept, MNIST, 250 components", "percent", "§3.1, Appendix"),
+    "gabor_var_cifar10": ("PCA variance kept, CIFAR-10, 600 components per channel", "percent", "§3.1, Appendix"),
+    "fig15_samples": ("decoder-noise images after which the maps resemble digits", "count", "§3.1, Fig. 15"),
+    "fashion_cnn_acc": ("Fashion-MNIST CNN test accuracy (authors' code: about 85-87%)", "percent",
+                        "NOTES.md, Fig. 16"),
+    "fashion_white_top_class": ("class most white-noise images go to (Fashion CNN)", "class", "Fig. 16"),
+    "fashion_gabor_top_class": ("class most Gabor-noise images go to (Fashion CNN)", "class", "Fig. 16"),
 }
 
 
