@@ -1,7 +1,8 @@
 """The paper's architectures (its Figs. 10 and 11).
 
-Every ``forward`` returns logits only. Inner activations are read by layer
-name with forward hooks (:func:`record`), never returned as tuples; the
+Every classifier's ``forward`` returns logits only (the autoencoder's and the
+VAE's return their reconstruction, also one tensor). Inner activations are
+read by layer name with forward hooks (:func:`record`), never returned as tuples; the
 authors' models returned ``(softmax, x3, x2, x1)`` and then applied
 cross-entropy to the softmax, a bug this package does not copy.
 """
@@ -15,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "build", "record", "decide", "binary_logit", "ARCHITECTURES"]
+__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "Autoencoder", "VAE", "build", "record", "decide",
+           "binary_logit", "ARCHITECTURES"]
 
 
 class MnistCNN(nn.Module):
@@ -151,3 +153,115 @@ def record(model: nn.Module, *names: str, detach: bool = True) -> Iterator[dict[
     finally:
         for h in handles:
             h.remove()
+
+
+# Generative models of the paper's Fig. 15 (their architectures from its Fig. 10 and the
+# authors' notebook auto_encode_classification_images.ipynb). They are not classifiers:
+# ``forward`` returns the reconstruction, one tensor (B, 1, 28, 28); their decoders feed
+# :class:`wna.stimuli.DecoderNoise`.
+
+class Autoencoder(nn.Module):
+    """The paper's autoencoder: 784-128-64-12-9 (ReLU between) and back, a tanh output.
+
+    ``encoder`` and ``decoder`` are ``nn.Sequential``; :meth:`encode` takes
+    ``(B, 1, 28, 28)`` or ``(B, 784)`` images in [0, 1] to codes ``(B, 9)``,
+    :meth:`decode` codes to images ``(B, 1, 28, 28)`` in [-1, 1] (tanh; the model
+    is trained on [0, 1] targets, so trained outputs lie mostly in [0, 1]).
+
+    ``code_mean`` and ``code_std`` (buffers, so in the state dict) are the
+    per-dimension mean and standard deviation of the training images' codes,
+    set by :meth:`fit_codes` after training (0 and 1 before); decoder noise
+    draws its codes from that diagonal Gaussian.
+    """
+
+    def __init__(self, in_features: int = 784, latent_dim: int = 9, image_shape=(1, 28, 28)):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.encoder = nn.Sequential(
+            nn.Linear(in_features, 128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(),
+            nn.Linear(64, 12), nn.ReLU(), nn.Linear(12, latent_dim))
+        self.decoder = nn.Sequential(
+            nn.Linear(latent_dim, 12), nn.ReLU(), nn.Linear(12, 64), nn.ReLU(),
+            nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, in_features), nn.Tanh())
+        self.register_buffer("code_mean", torch.zeros(latent_dim))
+        self.register_buffer("code_std", torch.ones(latent_dim))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x.flatten(1))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z).reshape(-1, *self.image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    @torch.inference_mode()
+    def fit_codes(self, images: torch.Tensor, batch_size: int = 4096) -> None:
+        """Set ``code_mean`` / ``code_std`` to the per-dimension mean and (n - 1) std of the codes
+        of ``images``; the training flag is restored afterwards."""
+        was_training = self.training
+        self.eval()
+        try:
+            codes = torch.cat([self.encode(images[i:i + batch_size]).double()
+                               for i in range(0, len(images), batch_size)])
+        finally:
+            self.train(was_training)
+        std, mean = torch.std_mean(codes, dim=0)
+        self.code_mean.copy_(mean)
+        self.code_std.copy_(std)
+
+
+class VAE(nn.Module):
+    """The paper's variational autoencoder: ``fc1`` 784-400 (ReLU), ``fc21`` / ``fc22``
+    400-20 (mean and log-variance of the code), ``fc3`` 20-400 (ReLU), ``fc4`` 400-784 (sigmoid).
+
+    ``forward(x)`` returns one tensor, the decoding of the code's mean
+    ``decode(mu)`` (deterministic; used for the test reconstruction error).
+    Training uses :meth:`loss`, which samples the code through
+    :meth:`reparametrize` with an explicit generator. Codes of decoder noise
+    come from the prior N(0, I).
+    """
+
+    def __init__(self, in_features: int = 784, hidden: int = 400, latent_dim: int = 20, image_shape=(1, 28, 28)):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.fc1 = nn.Linear(in_features, hidden)
+        self.fc21 = nn.Linear(hidden, latent_dim)
+        self.fc22 = nn.Linear(hidden, latent_dim)
+        self.fc3 = nn.Linear(latent_dim, hidden)
+        self.fc4 = nn.Linear(hidden, in_features)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of the code, each ``(B, latent_dim)``."""
+        h = F.relu(self.fc1(x.flatten(1)))
+        return self.fc21(h), self.fc22(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))).reshape(-1, *self.image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x)[0])
+
+    @staticmethod
+    def reparametrize(mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """``mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)`` drawn from ``generator``."""
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    @staticmethod
+    def kld(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(N(mu, exp(logvar)) || N(0, I)) summed over the batch:
+        ``-0.5 * sum(1 + logvar - mu^2 - exp(logvar))``."""
+        return -0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """The authors' loss, summed over the batch: squared reconstruction error + KL divergence."""
+        mu, logvar = self.encode(x)
+        recon = self.decode(self.reparametrize(mu, logvar, generator))
+        return F.mse_loss(recon, x.reshape(recon.shape), reduction="sum") + self.kld(mu, logvar)
+
+
+ARCHITECTURES["autoencoder"] = Autoencoder
+ARCHITECTURES["vae"] = VAE
