@@ -196,7 +196,7 @@ def cifar10(train: bool = True, download: bool | None = None) -> tuple[torch.Ten
     return torch.from_numpy(images).to(torch.float32).div_(255.0), torch.from_numpy(labels)
 
 
-_MIRROR_FORMAT = 1  # bump when the decoded cache's layout changes
+_MIRROR_FORMAT = 2  # bump when the decoded cache's layout changes
 
 
 def _mirror_cache_path(zip_path: Path, split: str) -> Path:
@@ -214,8 +214,13 @@ def _mirror_cache_path(zip_path: Path, split: str) -> Path:
 def _mirror_arrays(zip_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """The split's uint8 images ``(N, 3, 32, 32)`` and labels, decoded once and cached.
 
-    The cache is keyed on the zip's size and modification time (and the
-    Pillow version that decodes), so a changed zip is decoded again.
+    The order is deterministic: by file name, then class, so the mirror's
+    ``0000.jpg`` of every class comes first (labels 0, 1, ..., 9, 0, 1, ...).
+    Sorting by class first would put 5,000 airplanes first, and the first
+    ``n`` images (``zoo.load(..., n_train=n)``, a quick subset) would hold one
+    class; the official batches are shuffled, and round robin keeps that
+    property. The cache is keyed on the zip's size and modification time (and
+    the Pillow version that decodes), so a changed zip is decoded again.
     """
     cache = _mirror_cache_path(zip_path, split)
     if cache.is_file():
@@ -248,9 +253,9 @@ def _decode_mirror(zip_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                 if parts[1] not in CIFAR10_CLASSES:
                     raise DataCorruptError(f"{zip_path}: unknown class folder in {name!r}; "
                                            f"expected one of {CIFAR10_CLASSES}")
-                members.append((CIFAR10_CLASSES.index(parts[1]), parts[2], name))
-        members.sort()
-        missing = sorted(set(CIFAR10_CLASSES) - {CIFAR10_CLASSES[c] for c, _, _ in members})
+                members.append((parts[2], CIFAR10_CLASSES.index(parts[1]), name))
+        members.sort()  # by file name, then class: round robin over the classes (see _mirror_arrays)
+        missing = sorted(set(CIFAR10_CLASSES) - {CIFAR10_CLASSES[c] for _, c, _ in members})
         if missing:
             raise DataCorruptError(f"{zip_path} has no {split}/ images of class(es) {missing}")
         images = np.empty((len(members), 32, 32, 3), dtype=np.uint8)
@@ -265,5 +270,5 @@ def _decode_mirror(zip_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
                 raise DataCorruptError(f"{zip_path}: member {name!r} is {arr.shape[1]}x{arr.shape[0]}, "
                                        f"not 32x32")
             images[i] = arr
-    labels = np.array([c for c, _, _ in members], dtype=np.int64)
+    labels = np.array([c for _, c, _ in members], dtype=np.int64)
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2)), labels
