@@ -14,7 +14,10 @@ the weights are bitwise the same across machines with the same torch version
 and CPU capability; ``model.record`` lists those.
 
 Training follows the authors' code where it is sound: inputs in [0, 1], Adam
-(lr 1e-3), batch 64, cross-entropy on logits.
+(lr 1e-3), batch 64, cross-entropy on logits. The CIFAR-10 CNN (whose
+training code the authors did not release) trains with the standard
+augmentation (:func:`random_crop_flip`: 4-pixel zero-padded random crops and
+horizontal flips, drawn from the training generator) in batches of 128.
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from tqdm import tqdm
 
 from . import data, models
 
-__all__ = ["load", "train", "cache_dir", "checkpoint_path", "RECIPES", "Recipe", "evaluate"]
+__all__ = ["load", "train", "cache_dir", "checkpoint_path", "RECIPES", "Recipe", "evaluate",
+           "random_crop_flip"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ class Recipe:
     seed: int = 1
     n_train: int | None = None  # first n training images (None: all)
     digits: tuple[int, int] | None = None  # binary task: (class 0 digit, class 1 digit)
+    augment: bool = False  # random 4-pixel-padded crops and horizontal flips (random_crop_flip)
+    width: float = 1.0  # cifar_cnn only: channel/feature multiplier
+    activation: str = "relu"  # cifar_cnn only: "relu" or "tanh"
 
 
 RECIPES: dict[str, Recipe] = {
@@ -60,9 +67,12 @@ RECIPES: dict[str, Recipe] = {
     # Fig. 13: MLP (authors' code 98.3%) and RNN (authors' code 96.4%).
     "mnist_mlp": Recipe("mlp", "mnist", epochs=10),
     "mnist_rnn": Recipe("rnn", "mnist", epochs=10),
+    # Fig. 11's CIFAR-10 CNN: 82% in the authors' notebooks (epochs and batch not released).
+    # Batch 128 rather than 64: about 1.3x the images per second on a CPU, and steadier batch norm.
+    "cifar_cnn": Recipe("cifar_cnn", "cifar10", epochs=30, batch_size=128, augment=True),
 }
 
-DATASETS = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist}
+DATASETS = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist, "cifar10": data.cifar10}
 
 # Training and its test evaluation run on exactly this many torch intra-op
 # threads, whatever the process was started with: CPU kernels (oneDNN, OpenMP
@@ -96,14 +106,19 @@ def _recipe(name: str, **config) -> Recipe:
         r = Recipe(**{**asdict(r), "digits": d})
     elif r.arch == "binary_cnn":
         raise ValueError(f"{name!r} needs digits=(a, b)")
+    if r.arch != "cifar_cnn" and (r.width != 1.0 or r.activation != "relu"):
+        raise ValueError(f"width= and activation= are only for cifar_cnn, not {name!r}")
+    if not r.width > 0 or r.activation not in ("relu", "tanh"):
+        raise ValueError(f"invalid width or activation: {r}")
+    r = Recipe(**{**asdict(r), "width": float(r.width)})  # width=1 and width=1.0: one checkpoint
     if r.epochs < 1 or r.batch_size < 1 or not r.lr > 0 or (r.n_train is not None and r.n_train < 1):
         raise ValueError(f"invalid training options: {r}")
     return r
 
 
 def _code_hash(recipe: Recipe) -> str:
-    parts = [train, _fixed_threads, _train, _loss, models.decide, models.binary_logit, binary_subset,
-             models.ARCHITECTURES[recipe.arch]]
+    parts = [train, _fixed_threads, _train, _build, _loss, models.decide, models.binary_logit, binary_subset,
+             random_crop_flip, models.ARCHITECTURES[recipe.arch]]
     if recipe.arch == "binary_cnn":
         parts.append(models.MnistCNN)
     src = "".join(inspect.getsource(p) for p in parts)
@@ -118,6 +133,34 @@ def checkpoint_path(name: str, **config) -> Path:
     if r.digits is not None:
         name = f"{name}-{r.digits[0]}v{r.digits[1]}"
     return cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+
+
+def _build(recipe: Recipe) -> torch.nn.Module:
+    """A fresh model of the recipe's architecture (with its width and activation where it has them)."""
+    if recipe.arch == "cifar_cnn":
+        return models.build(recipe.arch, width=recipe.width, activation=recipe.activation)
+    return models.build(recipe.arch)
+
+
+def random_crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Standard CIFAR augmentation, drawn from ``generator``, vectorised on the batch.
+
+    Each image ``(C, H, W)`` of ``x`` is zero-padded by ``padding`` pixels on
+    every side and cropped back to ``H x W`` at a random offset (rows and
+    columns each uniform in ``0 .. 2 * padding``), then mirrored left-right
+    with probability 1/2. Draws, in this order: row offsets, column offsets,
+    flips (one value per image each).
+    """
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding, padding, padding, padding))
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
+    flip = torch.randint(0, 2, (n,), generator=generator).bool()
+    rows = dy[:, None] + torch.arange(h)  # (n, h) rows of the padded image
+    cols = dx[:, None] + torch.arange(w)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    out = padded[torch.arange(n)[:, None, None], :, rows[:, :, None], cols[:, None, :]]  # (n, h, w, C)
+    return out.permute(0, 3, 1, 2).contiguous()
 
 
 def _loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -192,30 +235,33 @@ def _train(recipe: Recipe, progress: bool) -> tuple[torch.nn.Module, dict]:
         xt, yt = binary_subset(xt, yt, recipe.digits)
     if recipe.n_train is not None:
         x, y = x[:recipe.n_train], y[:recipe.n_train]
-    with torch.random.fork_rng(devices=[]):
+    # The global generator, seeded here and restored after, draws the initial weights and the
+    # dropout masks; the batches and their augmentation come from g.
+    with torch.random.fork_rng(devices=[]), tqdm(
+            total=recipe.epochs * -(-len(x) // recipe.batch_size), desc=f"train {recipe.arch}",
+            unit="step", disable=not progress, dynamic_ncols=True, leave=False) as bar:
         torch.manual_seed(recipe.seed)
-        model = models.build(recipe.arch)
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    g = torch.Generator().manual_seed(recipe.seed)
-    history = []
-    t0 = time.perf_counter()
-    n_steps = recipe.epochs * -(-len(x) // recipe.batch_size)
-    with tqdm(total=n_steps, desc=f"train {recipe.arch}", unit="step", disable=not progress,
-              dynamic_ncols=True, leave=False) as bar:
+        model = _build(recipe)
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        g = torch.Generator().manual_seed(recipe.seed)
+        history = []
+        t0 = time.perf_counter()
         for epoch in range(recipe.epochs):
             model.train()
             perm = torch.randperm(len(x), generator=g)
             total = 0.0
             for i in range(0, len(x), recipe.batch_size):
                 idx = perm[i:i + recipe.batch_size]
-                loss = _loss(model(x[idx]), y[idx])
+                xb = random_crop_flip(x[idx], g) if recipe.augment else x[idx]
+                loss = _loss(model(xb), y[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
                 bar.update(1)
             acc = evaluate(model, xt, yt)
-            history.append({"epoch": epoch + 1, "train_loss": total / len(x), "test_accuracy": acc})
+            history.append({"epoch": epoch + 1, "train_loss": total / len(x), "test_accuracy": acc,
+                            "elapsed_seconds": time.perf_counter() - t0})
             bar.set_postfix(loss=f"{total / len(x):.4f}", test_acc=f"{acc:.4f}")
     model.eval()
     record = {"test_accuracy": history[-1]["test_accuracy"], "history": history,
@@ -227,14 +273,17 @@ def load(name: str, progress: bool = True, retrain: bool = False, **config) -> t
     """The trained model ``name`` (see :data:`RECIPES`), trained on first use.
 
     Options override the recipe: ``epochs``, ``batch_size``, ``lr``, ``seed``,
-    ``n_train``. The model comes back in eval mode on the CPU, with
+    ``n_train``, ``augment``; for ``cifar_cnn`` also ``width`` and
+    ``activation``. The model comes back in eval mode on the CPU, with
     ``model.test_accuracy`` (fraction), ``model.recipe`` and ``model.record``.
+    Neither path draws from the caller's global random generator.
     """
     recipe = _recipe(name, **config)
     path = checkpoint_path(name, **config)
-    model = models.build(recipe.arch)
     if path.is_file() and not retrain:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.random.fork_rng(devices=[]):  # the throw-away initial weights leave the caller's RNG alone
+            model = _build(recipe)
         model.load_state_dict(ckpt["state_dict"])
         record = ckpt["record"]
     else:
