@@ -153,7 +153,12 @@ def test_random_crop_flip_known_answer():
     assert same.any() and torch.equal(out[same], x[same])
 
 
-def test_cifar_recipe_options():
+def test_cifar_recipe_options(monkeypatch):
+    paths = {}
+    for source in ("official", "mirror-jpeg-q75"):  # the copy of the data keys the checkpoint
+        monkeypatch.setattr(zoo.data, "cifar10_source", lambda download=None, s=source: s)
+        paths[source] = zoo.checkpoint_path("cifar_cnn")
+    assert paths["official"] != paths["mirror-jpeg-q75"]
     r = zoo._recipe("cifar_cnn", epochs=1, width=0.25, activation="tanh")
     assert (r.dataset, r.augment, r.batch_size, r.width, r.activation) == ("cifar10", True, 128, 0.25, "tanh")
     m = zoo._build(r)
@@ -181,6 +186,7 @@ def test_cifar_training_is_deterministic(tmp_path, monkeypatch, cifar10_availabl
     b = zoo.load("cifar_cnn", progress=False, retrain=True, **cfg)
     assert _same_weights(a, b) and a.test_accuracy == b.test_accuracy
     assert a.conv1[0].out_channels == 8 and not a.training
+    assert a.record["data"] == data.cifar10_source() and a.record["history"][0]["elapsed_seconds"] > 0
     assert 0.15 < a.test_accuracy < 0.5  # 1,024 images, one epoch: above chance (10%)
     c = zoo.load("cifar_cnn", progress=False, **cfg)  # from the cache, the caller's generator untouched
     assert _same_weights(a, c) and torch.equal(torch.random.get_rng_state(), before)

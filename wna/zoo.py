@@ -125,11 +125,22 @@ def _code_hash(recipe: Recipe) -> str:
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
+def _data_source(recipe: Recipe) -> dict:
+    """Which copy of the data a recipe trains on, where there are several (CIFAR-10: official or
+    the lossy JPEG mirror); part of the checkpoint key and the record."""
+    if recipe.dataset != "cifar10":
+        return {}
+    try:
+        return {"data": data.cifar10_source()}
+    except data.DataNotFoundError:
+        return {}  # training will raise the error
+
+
 def checkpoint_path(name: str, **config) -> Path:
     """Where ``load(name, **config)`` keeps its checkpoint."""
     r = _recipe(name, **config)
-    key = json.dumps({"name": name, **asdict(r), "code": _code_hash(r), "threads": TRAIN_THREADS},
-                     sort_keys=True)
+    key = json.dumps({"name": name, **asdict(r), "code": _code_hash(r), "threads": TRAIN_THREADS,
+                      **_data_source(r)}, sort_keys=True)
     if r.digits is not None:
         name = f"{name}-{r.digits[0]}v{r.digits[1]}"
     return cache_dir() / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
@@ -265,7 +276,7 @@ def _train(recipe: Recipe, progress: bool) -> tuple[torch.nn.Module, dict]:
             bar.set_postfix(loss=f"{total / len(x):.4f}", test_acc=f"{acc:.4f}")
     model.eval()
     record = {"test_accuracy": history[-1]["test_accuracy"], "history": history,
-              "train_seconds": time.perf_counter() - t0, **_environment()}
+              "train_seconds": time.perf_counter() - t0, **_data_source(recipe), **_environment()}
     return model, record
 
 
