@@ -190,3 +190,22 @@ def test_cifar_training_is_deterministic(tmp_path, monkeypatch, cifar10_availabl
     assert 0.15 < a.test_accuracy < 0.5  # 1,024 images, one epoch: above chance (10%)
     c = zoo.load("cifar_cnn", progress=False, **cfg)  # from the cache, the caller's generator untouched
     assert _same_weights(a, c) and torch.equal(torch.random.get_rng_state(), before)
+
+
+# The CIFAR-10 CNN's ci setting: about 2 minutes on 2 CPU cores (width 0.25: 27 s per epoch with
+# its test pass; 52%, 62%, 66%, 69% test accuracy after epochs 1-4 on the JPEG mirror, seed 1).
+CIFAR_CI = dict(width=0.25, epochs=4)
+
+
+@pytest.mark.slow
+def test_cifar_ci_setting_reaches_its_accuracy(cifar10_available):
+    """The ci setting reaches >= 64% test accuracy (69% measured; the paper's full-width model 82%).
+
+    Uses the shared cache, so the book reuses this model.
+    """
+    m = zoo.load("cifar_cnn", progress=False, **CIFAR_CI)
+    assert m.test_accuracy >= 0.64
+    assert [h["epoch"] for h in m.record["history"]] == [1, 2, 3, 4]
+    from wna import data
+    xt, yt = data.cifar10(train=False)
+    assert zoo.evaluate(m, xt, yt) == m.test_accuracy  # the stored accuracy is the model's real one
