@@ -87,7 +87,8 @@ def test_cifar_cnn_tanh_and_width():
     assert float(acts["conv2"].min()) < 0 and float(acts["conv2"].abs().max()) <= 1
     small = models.CifarCNN(width=0.25)
     # every channel and feature count a quarter: 8, 16, 32, 32, 64, 64 channels; fc 1024 -> 256 -> 128 -> 10
-    assert [small.conv1[0].out_channels, small.conv1[3].out_channels, small.conv3[3].out_channels] == [8, 16, 64]
+    channels = [small.conv1[0].out_channels, small.conv1[3].out_channels, small.conv3[3].out_channels]
+    assert channels == [8, 16, 64]
     assert (small.fc_layer1[1].in_features, small.fc_layer1[1].out_features) == (64 * 16, 256)
     assert small.fc_layer2[1].out_features == 10
     assert sum(p.numel() for p in small.parameters()) == 367_498

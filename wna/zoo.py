@@ -117,8 +117,8 @@ def _recipe(name: str, **config) -> Recipe:
 
 
 def _code_hash(recipe: Recipe) -> str:
-    parts = [train, _fixed_threads, _train, _build, _loss, models.decide, models.binary_logit, binary_subset,
-             random_crop_flip, models.ARCHITECTURES[recipe.arch]]
+    parts = [train, _fixed_threads, _train, _build, _loss, models.decide, models.binary_logit,
+             binary_subset, random_crop_flip, models.ARCHITECTURES[recipe.arch]]
     if recipe.arch == "binary_cnn":
         parts.append(models.MnistCNN)
     src = "".join(inspect.getsource(p) for p in parts)
@@ -293,7 +293,7 @@ def load(name: str, progress: bool = True, retrain: bool = False, **config) -> t
     path = checkpoint_path(name, **config)
     if path.is_file() and not retrain:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        with torch.random.fork_rng(devices=[]):  # the throw-away initial weights leave the caller's RNG alone
+        with torch.random.fork_rng(devices=[]):  # throw-away initial weights: caller's RNG untouched
             model = _build(recipe)
         model.load_state_dict(ckpt["state_dict"])
         record = ckpt["record"]
