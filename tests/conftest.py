@@ -24,6 +24,28 @@ def mnist_available():
         pytest.skip(msg)
 
 
+@pytest.fixture(scope="session")
+def cifar10_available():
+    """Skip tests that need CIFAR-10 (official batches or the JPEG mirror) when both are absent."""
+    from wna import data
+    try:
+        data.cifar10_source(download=False)
+    except data.DataNotFoundError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(str(exc))
+        pytest.skip(f"CIFAR-10 not found: {exc}")
+
+
+@pytest.fixture(scope="session")
+def cifar10_mirror():
+    """The path of the CIFAR-10 JPEG mirror; skip when it is absent."""
+    from wna import data
+    path = data.data_root() / data.CIFAR10_MIRROR
+    if not path.is_file():
+        pytest.skip(f"CIFAR-10 JPEG mirror not found at {path}")
+    return path
+
+
 class Linear(torch.nn.Module):
     """Logits W x + b on flattened stimuli; one output row with ``squeeze`` gives a binary observer."""
 

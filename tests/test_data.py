@@ -1,5 +1,12 @@
+import io
+import os
+import time
+import zipfile
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from wna import data
 
@@ -44,3 +51,132 @@ def test_data_root_follows_env(monkeypatch, tmp_path):
     assert data.data_root() == tmp_path
     monkeypatch.delenv("WNA_DATA")
     assert str(data.data_root()) == "data"
+
+
+# ---------------------------------------------------------------- CIFAR-10
+
+CIFAR_MEANS = (0.491, 0.482, 0.447)  # official train-set channel means; the JPEG mirror keeps them
+
+
+def test_cifar10_counts_range_and_channel_means(cifar10_available):
+    x, y = data.cifar10(train=True, download=False)
+    assert x.shape == (50000, 3, 32, 32) and x.dtype == torch.float32
+    assert y.dtype == torch.int64 and torch.bincount(y).tolist() == [5000] * 10
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    for got, want in zip(x.mean((0, 2, 3)).tolist(), CIFAR_MEANS):
+        assert abs(got - want) < 0.01
+    xt, yt = data.cifar10(train=False, download=False)
+    assert xt.shape == (10000, 3, 32, 32) and torch.bincount(yt).tolist() == [1000] * 10
+    assert list(data.CIFAR10_CLASSES) == sorted(data.CIFAR10_CLASSES) and len(data.CIFAR10_CLASSES) == 10
+    assert data.cifar10_source(download=False) in ("official", "mirror-jpeg-q75")
+
+
+def test_cifar10_mirror_is_decoded_once_and_cached(cifar10_mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("WNA_CACHE", str(tmp_path))
+    images, labels = data._mirror_arrays(cifar10_mirror, "test")
+    assert images.dtype == np.uint8 and images.shape == (10000, 3, 32, 32)
+    assert labels.tolist() == list(range(10)) * 1000  # by file name, then class: round robin
+    (cache,) = (tmp_path / "data").glob("cifar10-jpeg-q75-test-*.npz")
+    assert cache.stat().st_size < 32e6 and not list((tmp_path / "data").glob("*.tmp"))
+    stamp = cache.stat().st_mtime_ns
+    again, labels2 = data._mirror_arrays(cifar10_mirror, "test")
+    assert cache.stat().st_mtime_ns == stamp  # read back, not decoded again
+    assert np.array_equal(images, again) and np.array_equal(labels, labels2)
+
+
+def _solid_jpeg(rgb) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32), rgb).save(buf, format="JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _fake_mirror(root, extra=None, colour=lambda c: (20 * c, 255 - 20 * c, 100)):
+    """A tiny mirror: test/<class>/0000.jpg, one solid-colour image per class; ``extra`` more members."""
+    path = root / data.CIFAR10_MIRROR
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for c, name in reversed(list(enumerate(data.CIFAR10_CLASSES))):  # stored out of order
+            zf.writestr(f"test/{name}/0000.jpg", _solid_jpeg(colour(c)))
+        for member, payload in (extra or {}).items():
+            zf.writestr(member, payload)
+    return path
+
+
+def test_cifar10_reads_a_mirror_zip_in_order(tmp_path, monkeypatch):
+    """Known answer: solid-colour JPEGs come back in order (file name, then class) with their colours."""
+    monkeypatch.setenv("WNA_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("WNA_CACHE", str(tmp_path / "cache"))
+    _fake_mirror(tmp_path / "data", extra={"test/cat/0001.jpg": _solid_jpeg((0, 0, 0))})
+    x, y = data.cifar10(train=False, download=False)
+    assert data.cifar10_source(download=False) == "mirror-jpeg-q75"
+    assert y.tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 3]  # every class's 0000, then cat's 0001
+    want = torch.tensor([[20 * c, 255 - 20 * c, 100] for c in [0, 1, 2, 3]]) / 255
+    assert (x[[0, 1, 2, 3]].mean((2, 3)) - want).abs().max() < 3 / 255
+    assert float(x[10].max()) < 3 / 255  # the black cat
+    # a changed zip is decoded again, not read from the stale cache
+    time.sleep(0.01)
+    _fake_mirror(tmp_path / "data", colour=lambda c: (200, 10 * c, 0))
+    x2, y2 = data.cifar10(train=False, download=False)
+    assert y2.tolist() == list(range(10)) and abs(float(x2[0, 0].mean()) - 200 / 255) < 3 / 255
+    assert len(list((tmp_path / "cache" / "data").glob("*.npz"))) == 1  # the stale decode is gone
+
+
+def test_cifar10_corrupt_jpeg_names_the_member(tmp_path, monkeypatch):
+    monkeypatch.setenv("WNA_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("WNA_CACHE", str(tmp_path / "cache"))
+    truncated = _solid_jpeg((1, 2, 3))[:100]
+    _fake_mirror(tmp_path / "data", extra={"test/dog/0007.jpg": truncated})
+    with pytest.raises(data.DataCorruptError, match="test/dog/0007.jpg"):
+        data.cifar10(train=False, download=False)
+    assert not (tmp_path / "cache" / "data").exists() or not list((tmp_path / "cache" / "data").iterdir())
+    # a mirror without one of the classes is refused too
+    (tmp_path / "data" / data.CIFAR10_MIRROR).unlink()
+    with zipfile.ZipFile(tmp_path / "data" / data.CIFAR10_MIRROR, "w") as zf:
+        zf.writestr("test/cat/0000.jpg", _solid_jpeg((1, 2, 3)))
+    with pytest.raises(data.DataCorruptError, match="airplane"):
+        data.cifar10(train=False, download=False)
+
+
+def test_cifar10_missing_names_both_options(tmp_path, monkeypatch):
+    monkeypatch.setenv("WNA_DATA", str(tmp_path))
+    with pytest.raises(data.DataNotFoundError) as err:
+        data.cifar10(train=False, download=False)
+    msg = str(err.value)
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "data_batch_1" in msg
+    assert str(tmp_path / "cifar10" / "cifar10-jpeg-q75.zip") in msg and "WNA_DATA" in msg
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cifar10_failed_download_leaves_nothing_and_falls_back(tmp_path, monkeypatch):
+    """A download that dies half-way leaves no partial file; the mirror is used; no second attempt."""
+    import torchvision.datasets as tvd
+    calls = []
+
+    def dying_download(root, train=True, download=False):
+        calls.append(root)
+        os.makedirs(root, exist_ok=True)
+        with open(os.path.join(root, "cifar-10-python.tar.gz"), "wb") as f:
+            f.write(b"partial")
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(tvd, "CIFAR10", dying_download)
+    monkeypatch.setattr(data, "_download_failed", {})
+    monkeypatch.setenv("WNA_DATA", str(tmp_path))
+    with pytest.raises(data.DataNotFoundError, match="download failed: OSError: connection reset"):
+        data.cifar10_source()
+    assert list(tmp_path.iterdir()) == [] and len(calls) == 1
+    _fake_mirror(tmp_path)
+    assert data.cifar10_source() == "mirror-jpeg-q75" and len(calls) == 1  # tried once per process
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar10"]
+
+    # a download that completes is moved into place whole
+    def good_download(root, train=True, download=False):
+        folder = os.path.join(root, data.CIFAR10_OFFICIAL)
+        os.makedirs(folder)
+        for name in data.CIFAR10_FILES:
+            open(os.path.join(folder, name), "wb").close()
+
+    monkeypatch.setattr(tvd, "CIFAR10", good_download)
+    monkeypatch.setattr(data, "_download_failed", {})
+    assert data.cifar10_source() == "official"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py", "cifar10"]

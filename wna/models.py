@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "Autoencoder", "VAE", "build", "record", "decide",
-           "binary_logit", "ARCHITECTURES"]
+__all__ = ["MnistCNN", "LogisticRegression", "MLP", "RNN", "CifarCNN", "Autoencoder", "VAE", "build", "record",
+           "decide", "binary_logit", "ARCHITECTURES"]
 
 
 class MnistCNN(nn.Module):
@@ -85,6 +85,70 @@ class RNN(nn.Module):
         return self.fc(out[:, -1])
 
 
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+class CifarCNN(nn.Module):
+    """The paper's CIFAR-10 CNN (its Fig. 11, the authors' ``Model(p)`` with p = 32).
+
+    Three blocks of two 3x3 convolutions (the first followed by batch norm),
+    each block followed by 2x2 max pooling, then three fully connected layers::
+
+        conv1     Conv(3, 32) BN act Conv(32, 64) act        32x32
+        pool1     MaxPool 2                                  16x16
+        conv2     Conv(64, 128) BN act Conv(128, 128) act
+        pool2     MaxPool 2, Dropout2d(0.05)                 8x8
+        conv3     Conv(128, 256) BN act Conv(256, 256) act
+        pool3     MaxPool 2                                  4x4
+        fc_layer1 Dropout(0.1) Linear(4096, 1024) act Linear(1024, 512) act
+        fc_layer2 Dropout(0.1) Linear(512, 10)
+
+    ``activation`` is ``"relu"`` (the paper) or ``"tanh"``; activations are not
+    in-place, so forward hooks see each layer's own output. ``width``
+    multiplies every channel and feature count (rounded, at least 1): 0.25
+    gives a model that trains in minutes on a CPU.
+
+    Layer names (for :func:`record`): ``conv1``, ``conv2``, ``conv3`` (each
+    block's output after its last activation), ``pool1``..``pool3``,
+    ``fc_layer1`` (post-activation 512 features), ``fc_layer2`` (logits); the
+    layers inside a block are ``conv1.0`` (first conv), ``conv1.2`` (its
+    activation), ``conv1.3`` (second conv), ....
+    """
+
+    def __init__(self, activation: str = "relu", width: float = 1.0, num_classes: int = 10,
+                 in_channels: int = 3):
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if not width > 0:
+            raise ValueError(f"width must be > 0, got {width}")
+        act = _ACTIVATIONS[activation]
+        self.activation, self.width = activation, float(width)
+
+        def w(n: int) -> int:
+            return max(1, int(n * width + 0.5))
+
+        def block(c_in: int, c_mid: int, c_out: int) -> nn.Sequential:
+            return nn.Sequential(nn.Conv2d(c_in, c_mid, 3, padding=1), nn.BatchNorm2d(c_mid), act(),
+                                 nn.Conv2d(c_mid, c_out, 3, padding=1), act())
+
+        self.conv1 = block(in_channels, w(32), w(64))
+        self.pool1 = nn.MaxPool2d(2, 2)
+        self.conv2 = block(w(64), w(128), w(128))
+        self.pool2 = nn.Sequential(nn.MaxPool2d(2, 2), nn.Dropout2d(0.05))
+        self.conv3 = block(w(128), w(256), w(256))
+        self.pool3 = nn.MaxPool2d(2, 2)
+        self.fc_layer1 = nn.Sequential(nn.Dropout(0.1), nn.Linear(w(256) * 4 * 4, w(1024)), act(),
+                                       nn.Linear(w(1024), w(512)), act())
+        self.fc_layer2 = nn.Sequential(nn.Dropout(0.1), nn.Linear(w(512), num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool1(self.conv1(x))
+        x = self.pool2(self.conv2(x))
+        x = self.pool3(self.conv3(x))
+        return self.fc_layer2(self.fc_layer1(x.flatten(1)))
+
+
 def _binary_cnn(**kwargs) -> MnistCNN:
     """The Fig. 10 CNN with one output logit: a binary observer (class 1 when the logit > 0)."""
     return MnistCNN(num_classes=1, **kwargs)
@@ -96,6 +160,7 @@ ARCHITECTURES = {
     "logreg": LogisticRegression,
     "mlp": MLP,
     "rnn": RNN,
+    "cifar_cnn": CifarCNN,
 }
 
 
