@@ -26,7 +26,7 @@
 datasets = ["mnist", "fashion_mnist", "cifar10"]
 n_samples = 1_000_000  # Gabor-noise images per classifier (the paper's count)
 n_components = {"mnist": 250, "fashion_mnist": 250, "cifar10": 600}  # per colour channel
-n_fit = {"mnist": None, "fashion_mnist": None, "cifar10": None}  # training images fitted (None: all)
+n_fit = {"mnist": None, "fashion_mnist": None, "cifar10": None}  # images fitted (None: all)
 batch_size = 4096
 seed = 0
 cnn_epochs = 10
@@ -90,14 +90,12 @@ for name, g in generators.items():
 # reconstruction from the Gabor bank (the figure's "orig." and "recon.").
 
 # %%
-rows, titles = [], []
 for name, g in generators.items():
     x = images[name][0]
     noise = g.sample(8, probe.batch_generator(seed, 10**6))
     recon = g.reconstruct(x[:1]).clamp(0, 1)
-    rows += [*noise, x[0], recon[0]]
-    titles += [f"{NAMES[name]} noise"] * 8 + ["orig.", "recon."]
-plots.map_grid(torch.stack(rows), titles, ncols=10, size=1.25);
+    plots.map_grid(torch.cat([noise, x[:1], recon]), ["noise"] * 8 + ["orig.", "recon."], ncols=10,
+                   size=1.1, suptitle=NAMES[name]);
 
 # %% [markdown]
 # ## Classification images
@@ -109,15 +107,15 @@ plots.map_grid(torch.stack(rows), titles, ncols=10, size=1.25);
 # (`sqrt(mean(x²))`), min-max normalised.
 
 # %%
-classifiers = {
-    "mnist": lambda: zoo.load("mnist_cnn", epochs=cnn_epochs, seed=train_seed, n_train=n_train),
-    "fashion_mnist": lambda: zoo.load("fashion_cnn", epochs=fashion_epochs, seed=train_seed, n_train=n_train),
-    "cifar10": lambda: zoo.load("cifar_cnn", epochs=cifar_epochs, width=cifar_width, seed=train_seed,
-                                n_train=n_train),
+recipes = {
+    "mnist": ("mnist_cnn", dict(epochs=cnn_epochs)),
+    "fashion_mnist": ("fashion_cnn", dict(epochs=fashion_epochs)),
+    "cifar10": ("cifar_cnn", dict(epochs=cifar_epochs, width=cifar_width)),
 }
 maps, accuracy = {}, {}
 for name in datasets:
-    model = classifiers[name]()
+    recipe, options = recipes[name]
+    model = zoo.load(recipe, seed=train_seed, n_train=n_train, **options)
     accuracy[name] = 100 * model.test_accuracy
     with Probe(model, batch_size=batch_size) as p:
         maps[name] = p.classification_images(generators[name], n_samples, seed=seed)
@@ -125,9 +123,9 @@ for name in datasets:
 # %%
 for name, ci in maps.items():
     labels = data.CLASS_NAMES[name]
-    plots.map_grid(templates.minmax(ci.rms), [f"{labels[k]}: {100 * float(f):.2g}%"
-                                              for k, f in enumerate(ci.frequency)],
-                   suptitle=f"{NAMES[name]} (classifier test accuracy {accuracy[name]:.1f}%)", size=1.5);
+    titles = [f"{labels[k]}: {100 * float(f):.2g}%" for k, f in enumerate(ci.frequency)]
+    suptitle = f"{NAMES[name]} (classifier test accuracy {accuracy[name]:.1f}%)"
+    plots.map_grid(templates.minmax(ci.rms), titles, suptitle=suptitle, size=1.5);
 
 # %% [markdown]
 # ## Template matching: two rules
@@ -145,8 +143,9 @@ tm = {}
 for name, ci in maps.items():
     x_eval, y_eval = images[name] if name == "fashion_mnist" else LOAD[name](train=False)
     x_test, y_test = LOAD[name](train=False)
-    acc_c, conf_c = templates.template_accuracy(templates.minmax(ci.rms), x_eval, y_eval, rule="cosine")
-    acc_d, conf_d = templates.template_accuracy(templates.minmax(ci.mean), x_test, y_test, rule="dot")
+    rms, mean = templates.minmax(ci.rms), templates.minmax(ci.mean)
+    acc_c, conf_c = templates.template_accuracy(rms, x_eval, y_eval, rule="cosine")
+    acc_d, conf_d = templates.template_accuracy(mean, x_test, y_test, rule="dot")
     tm[name] = (100 * acc_c, 100 * acc_d)
     results["released code (cosine, RMS)"].append((NAMES[name], acc_c, conf_c))
     results["Fig. 2C (dot, mean)"].append((NAMES[name], acc_d, conf_d))
@@ -158,7 +157,8 @@ plots.confusion_matrices(results);
 # %% tags=["hide-input"]
 for name, (acc_c, acc_d) in tm.items():
     print(paper.compare(f"gabor_tm_{name}", acc_c) + f"; Fig. 2C's rule: {acc_d:.2f}%")
-    print(f"  classifier test accuracy {accuracy[name]:.2f}%; noise per class {maps[name].count.tolist()}")
+    print(f"  classifier test accuracy {accuracy[name]:.2f}%; "
+          f"noise per class {maps[name].count.tolist()}")
 
 # %% tags=["remove-cell"]
 for name in datasets:
@@ -166,7 +166,8 @@ for name in datasets:
     glue(f"var_{name}", " / ".join(f"{100 * float(v):.2f}" for v in g.variance_kept_),
          display=False)
     glue(f"fit_s_{name}", round(fit_seconds[name], 1), display=False)
-    glue(f"n_fit_{name}", f"{len(images[name][0]) if n_fit[name] is None else n_fit[name]:,}", display=False)
+    used = len(images[name][0]) if n_fit[name] is None else n_fit[name]
+    glue(f"n_fit_{name}", f"{used:,}", display=False)
     glue(f"acc_{name}", round(accuracy[name], 2), display=False)
     glue(f"tm_dot_{name}", round(tm[name][1], 2), display=False)
     glue(f"empty_{name}", int((maps[name].count == 0).sum()), display=False)
