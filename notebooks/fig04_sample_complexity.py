@@ -120,18 +120,7 @@ print(f"median over digits: k = {k_fit:.3g}, N for rho=0.9 = {n_for(0.9, k_fit):
 # on that line (dashed) for every digit and N.
 
 # %%
-import matplotlib.pyplot as plt
-
-fig, ax = plt.subplots(figsize=(5.5, 3.4))
-for d in range(10):
-    n_c = np.array([int(maps[n].count[d]) for n in ns])
-    sem = [float(maps[n].sem[d].nanmedian()) if k > 1 else np.nan for k, n in zip(n_c, ns)]
-    ax.loglog(n_c, sem, "o", ms=3, label=str(d))
-grid_n = np.geomspace(2, ns[-1], 50)
-ax.loglog(grid_n, np.sqrt(1 / 12) / np.sqrt(grid_n), "k--", lw=1, label="σ/√n")
-ax.set(xlabel="noise images assigned to the digit, n", ylabel="median standard error per pixel")
-ax.legend(fontsize=7, ncol=2)
-fig.tight_layout()
+plots.standard_errors(maps);
 
 # %% [markdown]
 # ## Do the maps classify digits?
@@ -146,7 +135,7 @@ for n in ns:
     acc, _ = templates.template_accuracy(templates.minmax(maps[n].mean), x_test, y_test)
     accuracy[n] = 100 * acc
     empty = int((maps[n].count == 0).sum())
-    print(f"N = {n:>9,}: template accuracy {accuracy[n]:5.2f}%, median cosine to the largest map "
+    print(f"N = {n:>9,}: template accuracy {accuracy[n]:5.2f}%, median cosine "
           f"{median[ns.index(n)]:.3f}, empty classes {empty}")
 
 # %% [markdown]

@@ -71,17 +71,16 @@ for name in datasets:
     x, y = LOAD[name](train=True)
     images[name] = (x, y)
     t0 = time.perf_counter()
-    fit_on = x if n_fit[name] is None else x[:n_fit[name]]
-    generators[name] = stimuli.GaborPCANoise(n_components[name]).fit(fit_on)
+    generators[name] = stimuli.GaborPCANoise(n_components[name]).fit(x[:n_fit[name]])  # None: all
     fit_seconds[name] = time.perf_counter() - t0
 
 # %% tags=["hide-input"]
 for name, g in generators.items():
     var = 100 * np.asarray(g.variance_kept_, dtype=float)
     used = len(images[name][0]) if n_fit[name] is None else n_fit[name]
-    print(f"{NAMES[name]}: {g.n_wavelets} wavelets, {n_components[name]} components, fitted on "
-          f"{used:,} images in {fit_seconds[name]:.1f} s; variance kept "
-          + " / ".join(f"{v:.2f}%" for v in var))
+    print(f"{NAMES[name]}: {g.n_wavelets} wavelets, {n_components[name]} components, "
+          f"{used:,} images, {fit_seconds[name]:.1f} s")
+    print("  variance kept " + " / ".join(f"{v:.2f}%" for v in var))
     if f"gabor_var_{name}" in paper.PAPER:
         print("  " + paper.compare(f"gabor_var_{name}", var.mean()))
 
@@ -94,8 +93,9 @@ for name, g in generators.items():
     x = images[name][0]
     noise = g.sample(8, probe.batch_generator(seed, 10**6))
     recon = g.reconstruct(x[:1]).clamp(0, 1)
-    plots.map_grid(torch.cat([noise, x[:1], recon]), ["noise"] * 8 + ["orig.", "recon."], ncols=10,
-                   size=1.1, suptitle=NAMES[name]);
+    titles = ["noise"] * 8 + ["orig.", "recon."]
+    grid = torch.cat([noise, x[:1], recon])
+    plots.map_grid(grid, titles, ncols=10, size=1.1, suptitle=NAMES[name]);
 
 # %% [markdown]
 # ## Classification images
@@ -156,9 +156,9 @@ plots.confusion_matrices(results);
 
 # %% tags=["hide-input"]
 for name, (acc_c, acc_d) in tm.items():
-    print(paper.compare(f"gabor_tm_{name}", acc_c) + f"; Fig. 2C's rule: {acc_d:.2f}%")
-    print(f"  classifier test accuracy {accuracy[name]:.2f}%; "
-          f"noise per class {maps[name].count.tolist()}")
+    print(paper.compare(f"gabor_tm_{name}", acc_c))
+    print(f"  Fig. 2C's rule: {acc_d:.2f}%; classifier test accuracy {accuracy[name]:.2f}%")
+    print(f"  noise per class: {maps[name].count.tolist()}")
 
 # %% tags=["remove-cell"]
 for name in datasets:

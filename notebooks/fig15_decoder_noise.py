@@ -58,11 +58,10 @@ glue("n_max", f"{max(sizes):,}", display=False)
 
 # %%
 cnn = zoo.load("mnist_cnn", epochs=cnn_epochs, seed=train_seed, n_train=n_train)
+options = dict(epochs=generator_epochs, seed=train_seed, n_train=n_train)
 generators = {
-    "autoencoder": stimuli.DecoderNoise.from_model(
-        zoo.load("mnist_autoencoder", epochs=generator_epochs, seed=train_seed, n_train=n_train)),
-    "VAE": stimuli.DecoderNoise.from_model(
-        zoo.load("mnist_vae", epochs=generator_epochs, seed=train_seed, n_train=n_train)),
+    "autoencoder": stimuli.DecoderNoise.from_model(zoo.load("mnist_autoencoder", **options)),
+    "VAE": stimuli.DecoderNoise.from_model(zoo.load("mnist_vae", **options)),
     "white noise": stimuli.WhiteNoise((1, 28, 28)),
 }
 
@@ -74,8 +73,8 @@ import torch
 
 g0 = probe.batch_generator(seed, 10**6)  # a stream of its own, apart from the probe's
 samples = torch.cat([g.sample(10, g0) for g in generators.values()])
-plots.map_grid(samples, [f"{name}" for name in generators for _ in range(10)], ncols=10, size=1.1,
-               normalize=False);
+titles = [name for name in generators for _ in range(10)]
+plots.map_grid(samples, titles, ncols=10, size=1.1, normalize=False);
 
 # %% [markdown]
 # ## Classification images at 100, 1,000 and 10,000 samples
@@ -91,8 +90,8 @@ with Probe(cnn, batch_size=batch_size) as p:
         maps[name] = p.classification_images(g, max(sizes), seed=seed, snapshots=sizes)
 for name, snaps in maps.items():
     grid = np.concatenate([templates.minmax(snaps[n].mean).numpy() for n in shown])
-    plots.map_grid(grid, [f"{d}: N={n:,}" for n in shown for d in range(10)], ncols=10, size=1.1,
-                   suptitle=name);
+    titles = [f"{d}: N={n:,}" for n in shown for d in range(10)]
+    plots.map_grid(grid, titles, ncols=10, size=1.1, suptitle=name);
 
 # %% [markdown]
 # ## How many samples?
@@ -119,7 +118,8 @@ print(f"{'generator':>12} {'N':>7} {'median cos':>10} {'template acc':>12} {'emp
 for name, n, m, acc, empty in rows:
     print(f"{name:>12} {n:>7,} {m:>10.3f} {acc:>11.2f}% {empty:>5}")
 for name, n in first.items():
-    print(f"{name}: median cosine 0.9 reached at N = {f'{n:,}' if n else f'> {ns[-2]:,}'}")
+    when = f"reached at N = {n:,}" if n else f"not reached by N = {ns[-2]:,}"
+    print(f"{name}: median cosine 0.9 {when}")
 
 # %% [markdown]
 # ## Comparison with the paper

@@ -32,7 +32,6 @@ n_train = None
 profile = "paper"
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 
 from wna import Probe, data, paper, plots, stimuli, templates, zoo
@@ -65,7 +64,7 @@ print(paper.compare("fashion_cnn_acc", 100 * cnn.test_accuracy))
 
 # %%
 x_train, _ = data.fashion_mnist(train=True)
-gabor = stimuli.GaborPCANoise(n_components).fit(x_train if n_fit is None else x_train[:n_fit])
+gabor = stimuli.GaborPCANoise(n_components).fit(x_train[:n_fit])  # n_fit None: all
 white = stimuli.WhiteNoise((1, 28, 28))
 with Probe(cnn, batch_size=batch_size) as p:
     maps = {"gabor": p.classification_images(gabor, n_gabor, seed=seed),
@@ -76,20 +75,8 @@ with Probe(cnn, batch_size=batch_size) as p:
 # printed counts (as shares of its 10^6 and 10^7 images).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), sharey=True)
-for ax, name in zip(axes, ("gabor", "white")):
-    ours = 100 * maps[name].frequency.numpy()
-    theirs = 100 * np.array(paper.FIG16_COUNTS[name]) / sum(paper.FIG16_COUNTS[name])
-    pos = np.arange(10)
-    ax.bar(pos - 0.2, ours, 0.4, label=f"ours ({maps[name].n:,} images)")
-    ax.bar(pos + 0.2, theirs, 0.4, label=f"paper ({sum(paper.FIG16_COUNTS[name]):,})")
-    ax.set_xticks(pos, CLASSES, rotation=45, ha="right", fontsize=8)
-    ax.set_title(f"{name} noise")
-    ax.set_yscale("log")
-    ax.set_ylim(1e-4, 100)
-    ax.legend(fontsize=7)
-axes[0].set_ylabel("share of the noise images (%)")
-fig.tight_layout()
+panels = {f"{name} noise": (maps[name], paper.FIG16_COUNTS[name]) for name in maps}
+plots.class_shares(panels, CLASSES);
 
 # %% [markdown]
 # ## White-noise classification images
@@ -98,8 +85,8 @@ fig.tight_layout()
 # share of the noise images the class received.
 
 # %%
-plots.map_grid(templates.minmax(maps["white"].mean), [
-    f"{c}: {100 * float(f):.3g}%" for c, f in zip(CLASSES, maps["white"].frequency)], size=1.6);
+titles = [f"{c}: {100 * float(f):.3g}%" for c, f in zip(CLASSES, maps["white"].frequency)]
+plots.map_grid(templates.minmax(maps["white"].mean), titles, size=1.6);
 
 # %% [markdown]
 # ## Comparison with the paper
@@ -108,8 +95,8 @@ plots.map_grid(templates.minmax(maps["white"].mean), [
 for name in ("white", "gabor"):
     ci = maps[name]
     top = int(ci.count.argmax())
-    print(paper.compare(f"fashion_{name}_top_class", top) + f" ({CLASSES[top]}, "
-          f"{100 * float(ci.frequency[top]):.1f}% of the images)")
+    print(paper.compare(f"fashion_{name}_top_class", top))
+    print(f"  {CLASSES[top]}: {100 * float(ci.frequency[top]):.1f}% of the images")
     print(f"  {name} noise per class:", ci.count.tolist())
     print(f"  paper ({name}):", paper.FIG16_COUNTS[name])
 

@@ -391,3 +391,23 @@ def test_class_sums_in_row_blocks_equal_the_direct_float64_sums():
     assert torch.allclose(sq, (xd * xd).sum(0), rtol=1e-13, atol=0)
     assert torch.allclose(engine.class_sums(x, labels, 3),
                           torch.stack([xd[labels == k].sum(0) for k in range(3)]), rtol=1e-13, atol=0)
+
+
+def test_rms_and_contrast_known_answers():
+    """U[0,1] noise: the RMS maps, squared and weighted by the class counts, give E[x^2] = 1/3
+    per pixel; the contrasts, weighted by the counts, add up to zero (each class's mean minus
+    the mean of all stimuli)."""
+    W = torch.randn(3, 16, generator=torch.Generator().manual_seed(2))
+    model = Linear(W, b=-0.5 * W.sum(1))  # logits W (x - 0.5): the classes share the noise evenly
+    ci = probe.classification_images(model, stimuli.WhiteNoise((16,)), 30_000, seed=1, progress=False)
+    assert (ci.count > 1000).all()
+    second_moment = (ci.count[:, None] * ci.rms**2).sum(0) / ci.n
+    assert float((second_moment - 1 / 3).abs().max()) < 0.01  # 6 standard errors
+    assert float((ci.rms**2 - ci.mean**2).min()) >= 0  # RMS >= |mean| per class and pixel
+    weighted = (ci.contrast * ci.count[:, None].double()).sum(0)
+    assert float(weighted.abs().max()) < 1e-9
+    # each class's contrast points along its weight row minus the mean row (KNOWN_ANSWERS §2)
+    for c in range(3):
+        want = W[c] - W.mean(0)
+        got = ci.contrast[c].float()
+        assert torch.nn.functional.cosine_similarity(got, want, dim=0) > 0.9

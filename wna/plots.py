@@ -10,7 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "save", "setup"]
+__all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "standard_errors",
+           "class_shares", "save", "setup"]
 
 
 def setup() -> None:
@@ -189,5 +190,43 @@ def convergence(ns, cosines, dim: int, k: float | None = None, labels=None, size
     ax.set_ylabel(f"cosine to the map at N={ns[-1]:,}")
     ax.set_ylim(min(0.0, float(np.nanmin(c))), 1.02)
     ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def standard_errors(results: dict, size=(5.5, 3.4)):
+    """Fig. 4: the median per-pixel standard error of each class's map against the stimuli
+    assigned to it, at every N of ``{N: ClassificationImages}``, with sqrt(1/12)/sqrt(n)
+    (the standard error of the mean of n U[0, 1] pixels) drawn over it."""
+    ns = sorted(results)
+    fig, ax = plt.subplots(figsize=size)
+    for d in range(results[ns[-1]].num_classes):
+        n_c = [int(results[n].count[d]) for n in ns]
+        sem = [float(results[n].sem[d].nanmedian()) if k > 1 else np.nan for k, n in zip(n_c, ns)]
+        ax.loglog(n_c, sem, "o", ms=3, label=str(d))
+    grid = np.geomspace(2, ns[-1], 50)
+    ax.loglog(grid, np.sqrt(1 / 12) / np.sqrt(grid), "k--", lw=1, label="σ/√n")
+    ax.set(xlabel="stimuli assigned to the class, n", ylabel="median standard error per pixel")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def class_shares(panels: dict, class_names, size=(10.0, 3.2)):
+    """Fig. 16: per panel ``{title: (ours: ClassificationImages, paper counts or None)}``, the
+    share of the stimuli assigned to each class, ours beside the paper's (log scale)."""
+    fig, axes = plt.subplots(1, len(panels), figsize=size, sharey=True, squeeze=False)
+    pos = np.arange(len(class_names))
+    for ax, (title, (ci, theirs)) in zip(axes[0], panels.items()):
+        ax.bar(pos - 0.2, 100 * _np(ci.frequency), 0.4, label=f"ours ({ci.n:,} images)")
+        if theirs is not None:
+            theirs = np.asarray(theirs, dtype=float)
+            ax.bar(pos + 0.2, 100 * theirs / theirs.sum(), 0.4, label=f"paper ({int(theirs.sum()):,})")
+        ax.set_xticks(pos, class_names, rotation=45, ha="right", fontsize=8)
+        ax.set_title(title)
+        ax.set_yscale("log")
+        ax.set_ylim(1e-4, 100)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("share of the stimuli (%)")
     fig.tight_layout()
     return fig
