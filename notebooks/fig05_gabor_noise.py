@@ -38,8 +38,6 @@ n_train = None
 profile = "paper"
 
 # %%
-import time
-
 import numpy as np
 import torch
 
@@ -66,20 +64,17 @@ glue("n_samples", f"{n_samples:,}", display=False)
 # scores, min-max normalised to [0, 1] (per channel for colour).
 
 # %%
-images, generators, fit_seconds = {}, {}, {}
+images, generators = {}, {}
 for name in datasets:
     x, y = LOAD[name](train=True)
     images[name] = (x, y)
-    t0 = time.perf_counter()
     generators[name] = stimuli.GaborPCANoise(n_components[name]).fit(x[:n_fit[name]])  # None: all
-    fit_seconds[name] = time.perf_counter() - t0
 
 # %% tags=["hide-input"]
 for name, g in generators.items():
     var = 100 * np.asarray(g.variance_kept_, dtype=float)
     used = len(images[name][0]) if n_fit[name] is None else n_fit[name]
-    print(f"{NAMES[name]}: {g.n_wavelets} wavelets, {n_components[name]} components, "
-          f"{used:,} images, {fit_seconds[name]:.1f} s")
+    print(f"{NAMES[name]}: {g.n_wavelets} wavelets, {n_components[name]} components, {used:,} images")
     print("  variance kept " + " / ".join(f"{v:.2f}%" for v in var))
     if f"gabor_var_{name}" in paper.PAPER:
         print("  " + paper.compare(f"gabor_var_{name}", var.mean()))
@@ -165,7 +160,6 @@ for name in datasets:
     g = generators[name]
     glue(f"var_{name}", " / ".join(f"{100 * float(v):.2f}" for v in g.variance_kept_),
          display=False)
-    glue(f"fit_s_{name}", round(fit_seconds[name], 1), display=False)
     used = len(images[name][0]) if n_fit[name] is None else n_fit[name]
     glue(f"n_fit_{name}", f"{used:,}", display=False)
     glue(f"acc_{name}", round(accuracy[name], 2), display=False)
