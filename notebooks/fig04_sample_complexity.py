@@ -76,13 +76,15 @@ plots.map_grid(grid, titles, ncols=10, size=1.3);
 # is ρ(N) = [1 + (π/2)(D/N)k]^(-1/2) (`KNOWN_ANSWERS.md` §4; k = 1 without
 # internal noise), and to the map of a larger sample of the same stream
 # ρ(N)/ρ(N_max). The CNN is not linear, and most noise goes to a few digits;
-# we fit the one k that describes its convergence best.
+# we fit the one k that describes best the cosine averaged over digits with
+# weights equal to their share of the noise (the map of a typical noise
+# image).
 
 # %%
 ns, cos = probe.map_cosines(maps)
 dim = 28 * 28
-median = np.nanmedian(cos.numpy(), axis=1)
-k_fit = probe.fit_k(ns[:-1], median[:-1], dim, reference=ns[-1])
+typical = probe.share_weighted(cos, maps[ns[-1]].count)
+k_fit = probe.fit_k(ns[:-1], typical[:-1], dim, reference=ns[-1])
 plots.convergence(ns, cos, dim, k=k_fit);
 
 # %% [markdown]
@@ -108,7 +110,7 @@ for d in range(10):
         n_d, r_d = n_for(0.9, k_d), f"{probe.expected_cosine(10_000, dim, k_d):.2f}"
     print(f"{d:>5} {100 * float(counts[d]) / ns[-1]:>7.2f}% {k_d:>8.3g} {n_d:>14} {r_d:>12}")
 rho_10k = probe.expected_cosine(10_000, dim, k_fit)
-print(f"median over digits: k = {k_fit:.3g}, N for rho=0.9 = {n_for(0.9, k_fit):,}, "
+print(f"weighted by share: k = {k_fit:.3g}, N for rho=0.9 = {n_for(0.9, k_fit):,}, "
       f"rho at 10^4 = {rho_10k:.2f}")
 
 # %% [markdown]
@@ -135,8 +137,8 @@ for n in ns:
     acc, _ = templates.template_accuracy(templates.minmax(maps[n].mean), x_test, y_test)
     accuracy[n] = 100 * acc
     empty = int((maps[n].count == 0).sum())
-    print(f"N = {n:>9,}: template accuracy {accuracy[n]:5.2f}%, median cosine "
-          f"{median[ns.index(n)]:.3f}, empty classes {empty}")
+    print(f"N = {n:>9,}: template accuracy {accuracy[n]:5.2f}%, weighted cosine "
+          f"{typical[ns.index(n)]:.3f}, empty classes {empty}")
 
 # %% [markdown]
 # ## Comparison with the paper
@@ -163,9 +165,9 @@ glue("top_rho_10k", round(probe.expected_cosine(10_000, dim, k_digit[top]), 2), 
 glue("top_n_rho90", n_for(0.9, k_digit[top]), display=False)
 for n in ns:
     glue(f"tm_acc_{n}", round(float(accuracy[n]), 2), display=False)
-    glue(f"median_cos_{n}", round(float(median[ns.index(n)]), 3), display=False)
+    glue(f"typical_cos_{n}", round(float(typical[ns.index(n)]), 3), display=False)
 glue("tm_acc_max", round(float(accuracy[ns[-1]]), 2), display=False)
 n10k = 10_000 if 10_000 in ns else ns[0]
 glue("n10k", f"{n10k:,}", display=False)
-glue("median_cos_10k", round(float(median[ns.index(n10k)]), 3), display=False)
+glue("typical_cos_10k", round(float(typical[ns.index(n10k)]), 3), display=False)
 glue("tm_acc_10k", round(float(accuracy[n10k]), 2), display=False)

@@ -358,3 +358,11 @@ def test_snapshots_are_the_first_n_stimuli_of_one_stream():
     for bad in ([750], [0], [8000], ["1000"]):
         with pytest.raises(ValueError, match="snapshot"):
             p.classification_images(noise, 7_250, seed=5, snapshots=bad)
+
+
+def test_share_weighted_cosine():
+    cos = torch.tensor([[0.5, float("nan"), 1.0], [0.2, 0.4, 0.6]], dtype=torch.float64)
+    got = probe.share_weighted(cos, torch.tensor([3, 1, 1]))
+    assert got[0] == pytest.approx((0.5 * 3 + 1.0) / 4)  # the NaN class drops out of its row
+    assert got[1] == pytest.approx((0.6 + 0.4 + 0.6) / 5)
+    assert math.isnan(probe.share_weighted(torch.full((1, 2), float("nan")), torch.ones(2))[0])

@@ -34,7 +34,7 @@ __all__ = [
     "ClassificationImages", "ClassImageEstimator", "classification_images", "from_responses",
     "batch_generator", "predict", "template_accuracy", "minmax", "class_means", "assigned_classes",
     "StimulusResponseCells", "stimulus_response_cells", "WEIGHTINGS",
-    "expected_cosine", "fit_k", "map_cosines",
+    "expected_cosine", "fit_k", "map_cosines", "share_weighted",
 ]
 
 WEIGHTINGS = ("none", "confidence")
@@ -169,6 +169,18 @@ def map_cosines(results: dict, reference: int | None = None) -> tuple[list[int],
     out = torch.stack([torch.nn.functional.cosine_similarity(results[n].contrast.flatten(1), ref, dim=1)
                        for n in ns])
     return ns, out
+
+
+def share_weighted(cosines: torch.Tensor, count: torch.Tensor) -> np.ndarray:
+    """Each row of per-class ``cosines`` ``(len(Ns), C)`` averaged with weights ``count``
+    (e.g. the classes' shares of the noise at the largest N); classes whose cosine is NaN
+    in a row are left out of that row's average. The typical noise image's map."""
+    c = np.asarray(cosines, dtype=float)
+    w = np.broadcast_to(np.asarray(count, dtype=float), c.shape).copy()
+    w[~np.isfinite(c)] = 0.0
+    total = w.sum(1)
+    summed = np.where(w > 0, c * w, 0.0).sum(1)
+    return np.where(total > 0, summed / np.where(total > 0, total, 1.0), np.nan)
 
 
 def _confidence(logits: torch.Tensor) -> torch.Tensor:
