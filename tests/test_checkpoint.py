@@ -66,6 +66,11 @@ def test_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, every):
     again = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False, checkpoint=ck)
     assert again.meta["resumed_batches"] == N // B  # complete: nothing left to compute
     assert torch.equal(again.sums, full.sums)
+    # timings: of this call only; stimuli taken from the checkpoint are not counted
+    assert full.meta["seconds"] > 0 and full.meta["stimuli_per_second"] > 0
+    assert again.meta["stimuli_per_second"] == 0
+    rate = resumed.meta["stimuli_per_second"] * resumed.meta["seconds"]
+    assert rate == pytest.approx(N - done * B)
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):

@@ -55,6 +55,6 @@ def test_every_notebook_has_a_profile_entry_and_parameters_cell():
             assert nb.stem in prof, f"{nb.stem} missing from {profile}.yml"
     for nb in nbs:
         cells = jupytext.read(nb).cells
-        assert cells[0].cell_type == "markdown" and "Fig" in cells[0].source
+        assert cells[0].cell_type == "markdown" and ("Fig" in cells[0].source or "Table" in cells[0].source)
         params = [c for c in cells if "parameters" in c.metadata.get("tags", [])]
         assert len(params) == 1, nb.name

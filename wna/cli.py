@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--components", type=int, default=None,
                    help="gabor: PCA components per channel (default 250, CIFAR-10 600: the paper's)")
     b.add_argument("--images", type=int, default=None, help="gabor: fit the first N images (default all)")
+    b.add_argument("--models", default=None,
+                   help="models: comma-separated names: torchvision architectures (untrained) or "
+                        "pretrained backbones of wna.backbones (e.g. efficientnet_lite0)")
+    b.add_argument("--sizes", default=None, help="models: comma-separated noise sizes (default 32,64)")
     b.add_argument("--json", default=None, help="also write the figures here")
     return p
 
@@ -149,7 +153,12 @@ def main(argv=None) -> int:
             elif args.what == "gabor":
                 bench.bench_gabor(args.dataset, args.components, args.images, progress=True, out=args.json)
             elif args.what == "models":
-                bench.bench_models(n=min(args.n, 8192), onnx=not args.no_onnx)
+                opts = {}
+                if args.models:
+                    opts["names"] = tuple(args.models.split(","))
+                if args.sizes:
+                    opts["sizes"] = tuple(int(v) for v in args.sizes.split(","))
+                bench.bench_models(n=min(args.n, 8192), onnx=not args.no_onnx, **opts)
             else:
                 bench.bench_probe(n=args.n, n_ref=args.n_ref, epochs=args.epochs, rss=not args.no_rss,
                                   compile_=not args.no_compile, onnx=not args.no_onnx, device=args.device,

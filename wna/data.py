@@ -6,7 +6,8 @@ mirrors by torchvision; offline, a missing file raises :class:`DataNotFoundError
 naming the files and where to put them.
 
 Images come back as float32 tensors in [0, 1] of shape ``(N, 1, 28, 28)``
-(MNIST, Fashion-MNIST) or ``(N, 3, 32, 32)`` (CIFAR-10) (the paper feeds raw
+(MNIST, Fashion-MNIST), ``(N, 3, 32, 32)`` (CIFAR-10) or ``(N, 3, size, size)``
+(the ImageNet validation images, :func:`imagenet_val`) (the paper feeds raw
 [0, 1] pixels, no mean/std normalisation) and labels as int64 tensors of shape
 ``(N,)``.
 
@@ -34,7 +35,8 @@ from tqdm import tqdm
 
 __all__ = ["DataNotFoundError", "DataCorruptError", "data_root", "mnist", "fashion_mnist", "cifar10",
            "cifar10_source", "MNIST_FILES", "CIFAR10_CLASSES", "CIFAR10_FILES", "CIFAR10_MIRROR",
-           "FASHION_MNIST_CLASSES", "CLASS_NAMES"]
+           "FASHION_MNIST_CLASSES", "CLASS_NAMES", "imagenet_val", "imagenet_classes", "imagenet_source",
+           "IMAGENET_MIRROR", "IMAGENET_FOLDER"]
 
 FASHION_MNIST_CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "boot")
@@ -281,3 +283,6 @@ def _decode_mirror(zip_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 # The class names of each data set, in label order (figure titles).
 CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "fashion_mnist": FASHION_MNIST_CLASSES,
                "cifar10": CIFAR10_CLASSES}
+
+# ImageNet validation images (Table 1): wna/_imagenet.py
+from ._imagenet import IMAGENET_FOLDER, IMAGENET_MIRROR, imagenet_classes, imagenet_source, imagenet_val  # noqa: E402

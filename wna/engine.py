@@ -27,6 +27,7 @@ import copy
 import dataclasses
 import itertools
 import math
+import time
 from pathlib import Path
 from typing import Callable, ClassVar
 
@@ -102,6 +103,8 @@ def _merge_meta(a: dict, b: dict) -> dict:
     for k in ("fast_path", "device"):
         if a.get(k) != b.get(k):
             m[k] = "mixed"
+    for k in ("seconds", "stimuli_per_second"):  # timings of separate calls do not add up
+        m.pop(k, None)
     return m
 
 
@@ -298,9 +301,14 @@ class Probe:
         returns ``{N: result}`` (``n_samples`` included), where the result at N
         is that of the first N stimuli of the same stream: bitwise the result
         of a run with ``n_samples=N``. One pass serves every N (Fig. 4).
+
+        The result's ``meta["seconds"]`` is this call's wall time (setup
+        included) and ``meta["stimuli_per_second"]`` the stimuli it computed
+        (not those taken from a checkpoint) per second.
         """
         if not isinstance(estimator, Estimator):
             raise ValueError(f"estimator must be a wna.engine.Estimator, got {type(estimator).__name__}")
+        t0 = time.perf_counter()
         n_samples, batch_size, n_batches, mine, distributed = _stream.plan(n_samples, self.batch_size, shard)
         cuts = None
         if snapshots is not None:
@@ -345,7 +353,10 @@ class Probe:
                 "batches": list(range(n_batches)) if distributed else list(mine),
                 "fast": engine.fast_model is not None, "fast_path": engine.kind,
                 "compiled": engine.compiled, "tie_tolerance": engine.tie_tolerance,
-                "rechecked": rechecked, "resumed_batches": resumed, "device": str(device)}
+                "rechecked": rechecked, "resumed_batches": resumed, "device": str(device),
+                "seconds": time.perf_counter() - t0}
+        # stimuli per second of this call (batches taken from a checkpoint do not count)
+        meta["stimuli_per_second"] = max(0, seen - resumed * batch_size) / max(meta["seconds"], 1e-9)
         result = estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
         if cuts is None:
             return result
@@ -358,22 +369,23 @@ class Probe:
                 (seen_n,) = _stream.all_reduce(s, seen_n)
             m = {**meta, "n_samples": n, "snapshot_of": n_samples,
                  "batches": list(range(c)) if distributed else [i for i in mine if i < c]}
-            for k in ("rechecked", "resumed_batches"):
+            for k in ("rechecked", "resumed_batches", "seconds", "stimuli_per_second"):
                 m.pop(k)
             out[n] = estimator.finalize({k: v.cpu() for k, v in s.items()}, seen_n, m)
         return {**out, n_samples: result}
 
     def classification_images(self, stimulus, n_samples: int, *, seed: int = 0, weighting: str = "none",
                               num_classes: int | None = None, shard=None, checkpoint=None,
-                              checkpoint_every: float = 60.0, snapshots=None):
+                              checkpoint_every: float = 60.0, snapshots=None, desc: str = "probe"):
         """Mean stimulus per predicted class (Fig. 2); see :func:`wna.probe.classification_images`.
 
         ``snapshots=[N1, N2, ...]`` returns ``{N: ClassificationImages}`` of the
-        first N stimuli of the one stream (see :meth:`run`).
+        first N stimuli of the one stream (see :meth:`run`). ``desc`` labels
+        the progress bar.
         """
         from .probe import ClassImageEstimator
         return self.run(ClassImageEstimator(stimulus, weighting, num_classes), n_samples, seed=seed,
-                        shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc="probe",
+                        shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc=desc,
                         snapshots=snapshots)
 
     def stimulus_response_cells(self, signals, signal_classes, noise, gamma: float, n_samples: int, *,

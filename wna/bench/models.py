@@ -1,6 +1,6 @@
 """The engine on real architectures: torchvision models, plain against the fast path.
 
-    wna bench models [--n 4096] [--no-onnx]
+    wna bench models [--n 4096] [--no-onnx] [--models resnet18,efficientnet_lite0] [--sizes 32,224]
 
 For each model (untrained, 10 classes, built after ``torch.manual_seed(0)``,
 left in train mode as torchvision builds it: the probe must run it in eval
@@ -26,8 +26,13 @@ MODELS = ("resnet18", "mobilenet_v3_small", "squeezenet1_1", "googlenet")
 
 
 def build(name: str) -> torch.nn.Module:
-    """An untrained torchvision model with 10 classes (seeded construction, train mode)."""
+    """An untrained torchvision model with 10 classes (seeded construction, train mode), or a
+    pretrained backbone of :mod:`wna.backbones` (1,000 ImageNet classes) by its name there."""
     import torchvision
+
+    from .. import backbones
+    if name in backbones.BACKBONES:
+        return backbones.load(name)
     torch.manual_seed(0)
     if name == "googlenet":
         return torchvision.models.googlenet(num_classes=10, aux_logits=False, init_weights=True)
