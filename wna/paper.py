@@ -39,12 +39,26 @@ PAPER = {
     "fashion_cnn_acc": 86.0,
     "fashion_white_top_class": 8,
     "fashion_gabor_top_class": 8,
+    # Table 1 (ImageNet): its best row, ResNet152 (10^6 Gabor-PCA noise images, 50,000 validation images)
+    "imagenet_tm_acc": 0.18,
+    "imagenet_empty": 564,
 }
 
 # Fig. 16's printed counts: 10^6 Gabor-noise images and 10^7 white-noise images per Fashion-MNIST class
 FIG16_COUNTS = {
     "gabor": [38344, 31501, 216121, 10604, 21653, 3, 183858, 203, 484047, 13666],
     "white": [4560, 935, 13249, 16, 11, 11, 454083, 0, 9531116, 19],
+}
+
+# Table 1 as printed: backbone -> (template accuracy as a fraction, runtime m:ss on one GPU, empty classes)
+TABLE1 = {
+    "resnet152": (0.00180, "2:15", 564),
+    "resnet101": (0.00152, "1:36", 539),
+    "densenet201": (0.00118, "2:12", 998),
+    "squeezenet1_1": (0.00104, "0:13", 999),
+    "googlenet": (0.00102, "0:26", 999),
+    "mnasnet1_3": (0.00082, "0:32", 922),
+    "vgg19_bn": (0.00074, "1:51", 994),
 }
 
 # key: (what it is, kind, where the paper prints it); kind is "percent", "count" or "class"
@@ -71,6 +85,8 @@ ABOUT = {
                         "NOTES.md, Fig. 16"),
     "fashion_white_top_class": ("class most white-noise images go to (Fashion CNN)", "class", "Fig. 16"),
     "fashion_gabor_top_class": ("class most Gabor-noise images go to (Fashion CNN)", "class", "Fig. 16"),
+    "imagenet_tm_acc": ("ImageNet template matching, best backbone (paper: ResNet152)", "percent", "Table 1"),
+    "imagenet_empty": ("classes no noise image reached, that backbone (paper: ResNet152)", "count", "Table 1"),
 }
 
 
