@@ -69,23 +69,28 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     return fig
 
 
-def map_titles(count, assigned=None, share: bool = False) -> list[str]:
+def map_titles(count, assigned=None, share: bool = False, names=None) -> list[str]:
     """Titles for a grid of classification images, one per class ``k``.
 
     ``"k → a, |n|"``: the class ``a`` a model assigns to the map itself
     (``assigned``, -1 for an empty map, drawn "–"; left out when None) and
     the number ``n`` of stimuli classified as ``k``, or their percentage when
-    ``share``.
+    ``share``. With ``names`` (one per class) the classes are named and the
+    count goes on a second line; ``count=None`` leaves it out.
     """
-    count = [int(c) for c in (count.tolist() if hasattr(count, "tolist") else count)]
-    total = max(sum(count), 1)
+    if count is not None:
+        count = [int(c) for c in (count.tolist() if hasattr(count, "tolist") else count)]
+    total = max(sum(count), 1) if count is not None else 1
+    label = str if names is None else (lambda c: names[c])
     out = []
-    for k, n in enumerate(count):
-        title = str(k)
+    for k in range(len(count) if count is not None else len(assigned)):
+        title = label(k)
         if assigned is not None:
             a = int(assigned[k])
-            title += f" → {'–' if a < 0 else a}"
-        title += f": {100 * n / total:.2f}%" if share else f", |{n:,}|"
+            title += f" → {'–' if a < 0 else label(a)}"
+        if count is not None:
+            n = f"{100 * count[k] / total:.2f}%" if share else f"|{count[k]:,}|"
+            title += ("\n" if names is not None else ": " if share else ", ") + n
         out.append(title)
     return out
 
