@@ -45,8 +45,9 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     maps = _np(maps)
     k = maps.shape[0]
     nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.3 * bool(suptitle)),
-                             squeeze=False)
+    lines = max((str(t).count("\n") + 1 for t in titles), default=1) if titles is not None else 1
+    height = (size + 0.25 + 0.15 * (lines - 1)) * nrows + 0.3 * bool(suptitle)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -55,6 +56,7 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
             continue
         m = _as_image(maps[i])
         if np.isnan(m).all():
+            ax.set_box_aspect(m.shape[0] / m.shape[1])  # the size of the drawn maps
             ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         else:
             if normalize:
@@ -119,7 +121,7 @@ def confusion_matrices(results, class_names=None, size: float = 3.0):
             ax.set_title(title if label is None else f"{label}: {title}", fontsize=9)
             ticks = range(m.shape[0])
             labels = class_names or [str(t) for t in ticks]
-            ax.set_xticks(list(ticks), labels, fontsize=7)
+            ax.set_xticks(list(ticks), labels, fontsize=7, rotation=90 if class_names else 0)
             ax.set_yticks(list(ticks), labels, fontsize=7)
             ax.set_xlabel("predicted", fontsize=8)
             ax.set_ylabel("true", fontsize=8)
