@@ -18,6 +18,12 @@ PAPER = {
     "tm_mean_digits": 63.1,  # Fig. 2C, with mean digit images (the dot rule gives 63.10 exactly)
     "tm_logreg_weights": 83.77,  # Fig. 2C, with logistic-regression weights
     "cnn_top_class": 8,  # §3.1: "most of the noise patterns are classified as 8"
+    # §3.1 and Fig. 3 (CIFAR-10): template matching with the CNN's bias maps (rule not known) and
+    # with the mean training images (the released code's rule: cosine with the per-class RMS
+    # images, NOTES.md); the CIFAR-10 CNN of Fig. 11 (authors' code: 82%; training code not released)
+    "cifar_cnn_acc": 82.0,
+    "cifar_tm_maps": 23.71,
+    "cifar_tm_means": 28.69,
     # Fig. 13 (supplement): test accuracies of the authors' released code (NOTES.md),
     # and "no noise image is classified as 1" by either model.
     "mlp_acc": 98.3,
@@ -70,6 +76,9 @@ ABOUT = {
     "tm_mean_digits": ("template matching, mean digits", "percent", "Fig. 2C"),
     "tm_logreg_weights": ("template matching, LR weights", "percent", "Fig. 2C"),
     "cnn_top_class": ("class most noise images go to (CNN)", "class", "§3.1"),
+    "cifar_cnn_acc": ("CIFAR-10 CNN test accuracy (authors' code: 82%)", "percent", "NOTES.md (Fig. 11)"),
+    "cifar_tm_maps": ("template matching, CIFAR-10 bias maps", "percent", "§3.1, Fig. 3"),
+    "cifar_tm_means": ("template matching, CIFAR-10 mean images", "percent", "§3.1, Fig. 3"),
     "mlp_acc": ("MLP test accuracy", "percent", "authors' code (Fig. 13)"),
     "rnn_acc": ("RNN test accuracy", "percent", "authors' code (Fig. 13)"),
     "mlp_count_1": ("noise images classified as 1, MLP", "count", "Fig. 13"),

@@ -45,8 +45,9 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     maps = _np(maps)
     k = maps.shape[0]
     nrows = math.ceil(k / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows + 0.3 * bool(suptitle)),
-                             squeeze=False)
+    lines = max((str(t).count("\n") + 1 for t in titles), default=1) if titles is not None else 1
+    height = (size + 0.25 + 0.15 * (lines - 1)) * nrows + 0.3 * bool(suptitle)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -55,6 +56,7 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
             continue
         m = _as_image(maps[i])
         if np.isnan(m).all():
+            ax.set_box_aspect(m.shape[0] / m.shape[1])  # the size of the drawn maps
             ax.text(0.5, 0.5, "no samples", ha="center", va="center", transform=ax.transAxes, fontsize=8)
         else:
             if normalize:
@@ -69,23 +71,28 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
     return fig
 
 
-def map_titles(count, assigned=None, share: bool = False) -> list[str]:
+def map_titles(count, assigned=None, share: bool = False, names=None) -> list[str]:
     """Titles for a grid of classification images, one per class ``k``.
 
     ``"k → a, |n|"``: the class ``a`` a model assigns to the map itself
     (``assigned``, -1 for an empty map, drawn "–"; left out when None) and
     the number ``n`` of stimuli classified as ``k``, or their percentage when
-    ``share``.
+    ``share``. With ``names`` (one per class) the classes are named and the
+    count goes on a second line; ``count=None`` leaves it out.
     """
-    count = [int(c) for c in (count.tolist() if hasattr(count, "tolist") else count)]
-    total = max(sum(count), 1)
+    if count is not None:
+        count = [int(c) for c in (count.tolist() if hasattr(count, "tolist") else count)]
+    total = max(sum(count), 1) if count is not None else 1
+    label = str if names is None else (lambda c: names[c])
     out = []
-    for k, n in enumerate(count):
-        title = str(k)
+    for k in range(len(count) if count is not None else len(assigned)):
+        title = label(k)
         if assigned is not None:
             a = int(assigned[k])
-            title += f" → {'–' if a < 0 else a}"
-        title += f": {100 * n / total:.2f}%" if share else f", |{n:,}|"
+            title += f" → {'–' if a < 0 else label(a)}"
+        if count is not None:
+            n = f"{100 * count[k] / total:.2f}%" if share else f"|{count[k]:,}|"
+            title += ("\n" if names is not None else ": " if share else ", ") + n
         out.append(title)
     return out
 
@@ -114,7 +121,7 @@ def confusion_matrices(results, class_names=None, size: float = 3.0):
             ax.set_title(title if label is None else f"{label}: {title}", fontsize=9)
             ticks = range(m.shape[0])
             labels = class_names or [str(t) for t in ticks]
-            ax.set_xticks(list(ticks), labels, fontsize=7)
+            ax.set_xticks(list(ticks), labels, fontsize=7, rotation=90 if class_names else 0)
             ax.set_yticks(list(ticks), labels, fontsize=7)
             ax.set_xlabel("predicted", fontsize=8)
             ax.set_ylabel("true", fontsize=8)
