@@ -155,3 +155,26 @@ def test_efficientnet_lite_classifies_known_images(name, imagenet_available):
     assert not torch.allclose(wrong, logits, atol=1e-2)
     noise = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     assert torch.isfinite(m(noise)).all()  # 32×32 noise runs, as in the paper
+
+
+def test_paper_backbones_are_torchvision_models_that_take_32px_noise(monkeypatch):
+    """The seven names of Table 1 build through the same path (untrained here: no download)."""
+    import torchvision
+    real = torchvision.models.get_model
+    built = []
+
+    def untrained(name, weights=None, **kwargs):
+        assert weights == "DEFAULT"  # the pretrained ImageNet weights are what load asks for
+        built.append(name)
+        torch.manual_seed(0)
+        extra = {"init_weights": True} if name == "googlenet" else {}  # silences its FutureWarning
+        return real(name, weights=None, **kwargs, **extra)
+    monkeypatch.setattr(torchvision.models, "get_model", untrained)
+    noise = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for name in backbones.PAPER_BACKBONES:
+        m = backbones.load(name)
+        torch.testing.assert_close(m.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
+        if name in ("squeezenet1_1", "mnasnet1_3", "googlenet"):  # the small ones: run them
+            with torch.inference_mode():
+                assert m(noise).shape == (2, 1000)
+    assert built == list(backbones.PAPER_BACKBONES)
