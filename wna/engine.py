@@ -396,6 +396,12 @@ class Probe:
         return self.run(est, n_samples, seed=seed, shard=shard, checkpoint=checkpoint,
                         checkpoint_every=checkpoint_every, desc=f"trials γ={est.gamma:g}")
 
+    def spike_triggered_average(self, layer: str, stimulus, n_samples: int, **kwargs):
+        """Spike-triggered average of every channel of ``layer`` at one position (Fig. 8); the keywords
+        (position, normalize, whiten, stc, seed, shard, ...) are :func:`wna.sta.spike_triggered_average`'s."""
+        from .sta import spike_triggered_average
+        return spike_triggered_average(self, layer, stimulus, n_samples, **kwargs)
+
     def __repr__(self) -> str:
         built = {s: e.kind for s, e in self._engines.items()}
         return f"Probe({type(self.model).__name__}, device={self.device}, fast={self.fast!r}, engines={built})"
