@@ -75,6 +75,31 @@ def test_receptive_field_of_the_mnist_cnn_and_of_a_stride_padding_pool_stack():
         assert _support(_filter_at(avg, (1, 20, 20), pos)) == (rows.start, rows.stop, cols.start, cols.stop)
     with pytest.raises(ValueError, match="whole input"):
         sta.receptive_field(cnn, "fc1")
+    # branches that meet (a residual-style sum): the union of their windows
+    assert sta.receptive_field(Branches(), "out") == sta.RF((7, 5), (2, 2), (-2, -2))
+    with pytest.warns(RuntimeWarning, match="registration order"):  # torch.fx cannot trace it
+        assert sta.receptive_field(Untraceable(), "pool") == sta.RF((4, 4), (2, 2), (-1, -1))
+
+
+class Untraceable(nn.Sequential):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(self.conv(x)) if float(x.sum()) > 0 else x  # data-dependent control flow
+
+
+class Branches(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3, stride=2, padding=1)  # rows and columns: size 3, start -1
+        self.b = nn.Conv2d(1, 1, (7, 5), stride=2, padding=2)  # size (7, 5), start -2
+        self.out = nn.ReLU()
+
+    def forward(self, x):
+        return self.out(self.a(x) + self.b(x)).flatten(1)
 
 
 def test_sta_of_a_linear_relu_unit_recovers_its_filter_in_its_window():
@@ -130,11 +155,22 @@ class Correlated:
         return f"Correlated({self.shape})"
 
 
-def test_whitening_recovers_the_filter_under_correlated_noise():
-    h = 12
+def _mixing(h, strength):
+    """A symmetric matrix that adds ``strength`` x a Gaussian blur (sd 1 pixel) to each pixel: local correlations."""
     d = (torch.arange(h)[:, None] - torch.arange(h)[None, :]).float()
     blur = torch.exp(-d ** 2 / 2)
-    a = torch.eye(h * h) + 10 * torch.kron(blur, blur) / blur.sum(1).mean() ** 2  # strong local correlations
+    return torch.eye(h * h) + strength * torch.kron(blur, blur) / blur.sum(1).mean() ** 2
+
+
+def _span_cosines(a, b):
+    """Cosines of the principal angles between the spans of the rows of ``a`` and of ``b``."""
+    qa, qb = torch.linalg.qr(a.flatten(1).double().T).Q, torch.linalg.qr(b.flatten(1).double().T).Q
+    return torch.linalg.svdvals(qa.T @ qb)
+
+
+def test_whitening_recovers_the_filter_under_correlated_noise():
+    h = 12
+    a = _mixing(h, 10.0)
     w = _gabor(5, freq=2.0, sigma=2.0)
     net = nn.Sequential(_conv(w[None]), nn.ReLU())
     res = sta.spike_triggered_average(net, "1", Correlated((1, h, h), a), 20_000, seed=0, whiten=True,
@@ -183,13 +219,25 @@ def test_stc_finds_both_filters_of_an_energy_unit_that_the_sta_misses():
     # STC: dC = w1 w1' + w2 w2' exactly, eigenvalues 1, 1, 0, ...
     s = res.stc()
     assert s.values[0, :2].sub(1).abs().max() < 0.1 and s.values[0, 2].abs() < 0.2
-    top = s.vectors[0, :2].flatten(1)
-    angles = torch.linalg.svdvals(top @ torch.stack([w1.flatten(), w2.flatten()]).double().T)
-    assert float(angles.min()) >= 0.95  # cosines of the principal angles between the two planes
+    top = s.vectors[0, :2]
+    assert float(_span_cosines(top, torch.stack([w1, w2])).min()) >= 0.95  # principal angles of the planes
     assert s.significant[0, :2].all() and torch.equal(s.p_values[0, :2], torch.full((2,), 1 / 20, dtype=torch.float64))
     assert float(s.null_high.max()) < 0.2
+    assert int(s.significant[0, 2:].sum()) <= 1 and float(s.p_values[0, 2:].median()) > 0.3  # the rest is noise
     white = res.stc(whiten=True)  # white noise: the same directions
-    assert float(torch.linalg.svdvals(white.vectors[0, :2].flatten(1) @ top.T).min()) >= 0.99
+    assert float(_span_cosines(white.vectors[0, :2], top).min()) >= 0.99
+
+
+def test_whitened_stc_finds_the_energy_filters_under_correlated_noise():
+    # N(0, C): dC = C W M W' C, so the plain STC spans C w1, C w2 and dC v = l C v spans w1, w2
+    w1, w2 = _gabor(7), _gabor(7, phase=math.pi / 2)
+    res = sta.spike_triggered_average(Energy(w1, w2), "energy", Correlated((1, 11, 11), _mixing(11, 3.0)),
+                                      20_000, seed=0, stc=True, shuffles=0, progress=False)
+    plain, white = res.stc(), res.stc(whiten=True)
+    assert plain.significant is None
+    filters = torch.stack([w1, w2])
+    assert float(_span_cosines(plain.vectors[0, :2], filters).min()) < 0.92  # measured 0.88
+    assert float(_span_cosines(white.vectors[0, :2], filters).min()) >= 0.95  # measured 0.988
 
 
 def test_shards_merge_seeds_repeat_and_results_round_trip(tmp_path):
@@ -218,9 +266,9 @@ def test_hooks_are_removed_and_captured_activations_are_cloned():
     w = _gabor(5)
     net = nn.Sequential(_conv(w[None]), nn.ReLU(inplace=True), nn.Conv2d(1, 2, 3))
     x = torch.randn(64, 1, 9, 9)
-    with sta.units(net, "0", (2, 2)) as cells:
+    with sta.units(net, "0", (1, 3)) as cells:
         r = cells(x)
-        assert torch.allclose(r, net[0](x)[:, :, 2, 2]) and bool((r < 0).any())  # pre-ReLU, not overwritten
+        assert torch.allclose(r, net[0](x)[:, :, 1, 3]) and bool((r < 0).any())  # pre-ReLU, not overwritten
         assert net(x).shape == (64, 2, 3, 3)  # calls of the model itself are unaffected
     assert not net[0]._forward_hooks
     with pytest.raises(RuntimeError, match="did not run"):

@@ -366,16 +366,17 @@ def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed
     (Eq. 5); ``stc=True`` the response-weighted ones for
     :meth:`SpikeTriggered.stc`, with ``shuffles`` shuffled-response nulls
     (default 19 with ``stc``, a 5% permutation test, else 0; each costs as
-    much as the STC itself: choose ``channels`` for large patches). ``seed``, ``shard``, ``checkpoint``: as
-    :meth:`wna.Probe.run` (same seed, same result bitwise; shards merge).
+    much as the STC itself: choose ``channels`` for large patches).
+    ``seed``, ``shard``, ``checkpoint``: as :meth:`wna.Probe.run` (same
+    seed, same result bitwise; shards merge exactly).
     """
     _check_normalize(normalize)
     base = model if isinstance(model, Probe) else Probe(model, device="cpu" if device is None else device)
     net = base._plain()  # the model on the probe's device
     given = {"device": device, "fast": fast, "batch_size": batch_size, "progress": progress}
     settings = {k: getattr(base, k) if v is None else v for k, v in given.items()}
-    shape = tuple(stimulus.shape)
-    fshape = feature_shape(net, layer, shape, settings["device"])
+    shape = Estimator(stimulus).shape  # checks the stimulus
+    fshape = feature_shape(net, layer, shape, base.device)
     pos, rf, window = _geometry(net, layer, fshape, shape, position)
     if channels is not None:
         channels = tuple(int(c) for c in channels)
@@ -383,8 +384,9 @@ def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed
             raise ValueError(f"channels must be indices in [0, {fshape[0]}), got {channels}")
     info = {"layer": layer, "position": pos, "rf": rf, "channels": channels,
             "nonlinearity": None if nonlinearity is None else getattr(nonlinearity, "__name__", repr(nonlinearity))}
-    est = STAEstimator(stimulus, window, whiten=whiten, stc=stc, shuffles=(STC_SHUFFLES if stc else 0) if shuffles is None
-                       else shuffles, normalize=normalize, info=info)
+    if shuffles is None:
+        shuffles = STC_SHUFFLES if stc else 0
+    est = STAEstimator(stimulus, window, whiten=whiten, stc=stc, shuffles=shuffles, normalize=normalize, info=info)
     with units(net, layer, pos, channels=channels, nonlinearity=nonlinearity) as cells:
         probe = Probe(cells, **settings)
         return probe.run(est, n_samples, seed=seed, shard=shard, checkpoint=checkpoint,
