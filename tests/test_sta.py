@@ -310,3 +310,10 @@ def test_clear_errors():
     assert fc.sta.shape == (2, 1, 28, 28) and fc.window is None and fc.receptive_field is None
     with pytest.raises(ValueError, match="no stimulus second moments"):
         fc.whitened()
+    dead = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU())
+    with torch.no_grad():
+        dead[0].bias.copy_(torch.tensor([-100.0, 0.0]))  # channel 0 never fires
+    res = sta.spike_triggered_average(dead, "1", stimuli.WhiteNoise((1, 7, 7)), 500, stc=True, shuffles=2,
+                                      progress=False)
+    assert res.sta[0].isnan().all() and not res.sta[1].isnan().any() and not res.average("count")[0].any()
+    assert not res.stc().significant[0].any() and res.stc().p_values[0].isnan().all()

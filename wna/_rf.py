@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RF", "receptive_field"]
+__all__ = ["RF", "receptive_field", "unit_geometry"]
 
 
 def _pair(v) -> tuple[int, int]:
@@ -254,3 +254,29 @@ def receptive_field(model: nn.Module, layer: str) -> RF:
         raise ValueError(f"the units of layer {layer!r} see the whole input (it follows a flatten, "
                          "linear layer or global pooling): no receptive-field window")
     return rf
+
+
+def unit_geometry(model: nn.Module, layer: str, fshape, shape, position):
+    """``(position, (size, jump, start), (top, bottom, left, right))`` of a unit of ``layer``.
+
+    ``fshape``: the layer's output shape per stimulus, ``(C, H, W)`` or
+    ``(C,)`` (then all three are None: the unit sees the whole input);
+    ``shape``: the stimulus shape; ``position``: ``(i, j)``, the centre of
+    the map when None. The window is clipped to the image.
+    """
+    if len(fshape) == 1:
+        if position is not None:
+            raise ValueError(f"layer {layer!r} has no spatial map (its output is (B, {fshape[0]})): "
+                             "leave position=None")
+        return None, None, None
+    h, w = fshape[1:]
+    pos = (h // 2, w // 2) if position is None else tuple(int(v) for v in position)
+    if len(pos) != 2 or not (0 <= pos[0] < h and 0 <= pos[1] < w):
+        raise ValueError(f"position {position} lies outside the {h}x{w} feature map of layer {layer!r}")
+    if len(shape) < 2:
+        raise ValueError(f"stimuli of shape {shape} have no rows and columns for a receptive field")
+    rf = receptive_field(model, layer)
+    rows, cols = rf.window(pos, shape[-2:])
+    if rows.stop <= rows.start or cols.stop <= cols.start:
+        raise ValueError(f"unit {pos} of layer {layer!r} sees only padding")
+    return pos, (rf.size, rf.jump, rf.start), (rows.start, rows.stop, cols.start, cols.stop)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._rf import RF, receptive_field
+from ._rf import RF, receptive_field, unit_geometry
 from ._units import Units, feature_shape, units
 from .engine import SUM_ROWS, Estimator, Probe, Result
 
@@ -127,7 +127,10 @@ class SpikeTriggered(Result):
         return d.reshape(-1, *([1] * len(self.shape)))
 
     def average(self, normalize: str | None = None) -> torch.Tensor:
-        """The STA ``(C, *shape)`` divided by the summed response or the sample count (default: ``normalize``)."""
+        """The STA ``(C, *shape)`` divided by the summed response or the sample count (default: ``normalize``).
+
+        With ``"response"``, NaN for a channel that never responded (sum r = 0).
+        """
         return self.rx / self._per(normalize)
 
     @property
@@ -203,11 +206,16 @@ class SpikeTriggered(Result):
             white = torch.linalg.inv(torch.linalg.cholesky(_ridged(phi, ridge)))
 
         def eig(d):
+            bad = ~d.isfinite().flatten(-2).all(-1)  # a channel that never responded: NaN
+            d = d.masked_fill(bad[..., None, None], 0.0)
             if white is None:
-                return torch.linalg.eigh(d)
-            val, vec = torch.linalg.eigh(white @ d @ white.T)
-            vec = white.T @ vec
-            return val, vec / vec.norm(dim=-2, keepdim=True)
+                val, vec = torch.linalg.eigh(d)
+            else:
+                val, vec = torch.linalg.eigh(white @ d @ white.T)
+                vec = white.T @ vec
+                vec = vec / vec.norm(dim=-2, keepdim=True)
+            nan = float("nan")
+            return val.masked_fill(bad[..., None], nan), vec.masked_fill(bad[..., None, None], nan)
 
         values, vectors = eig(self.stc_matrix())
         order = values.abs().argsort(dim=-1, descending=True)
@@ -220,8 +228,9 @@ class SpikeTriggered(Result):
             reach = torch.where(values[:, :, None] > 0, high[:, None, :] >= values[:, :, None],
                                 low[:, None, :] <= values[:, :, None]).sum(-1)
             out.null_low, out.null_high = low, high
-            out.p_values = (1 + reach).double() / (1 + low.shape[1])
-            out.significant = reach == 0
+            nan = values.isnan()  # a channel that never responded
+            out.p_values = ((1 + reach).double() / (1 + low.shape[1])).masked_fill(nan, float("nan"))
+            out.significant = (reach == 0) & ~nan
         return out
 
     def null_sta(self, normalize: str | None = None) -> torch.Tensor:
@@ -325,26 +334,6 @@ class STAEstimator(Estimator):
                               meta=meta, stimulus=repr(self.stimulus), **self.info, **s)
 
 
-def _geometry(model, layer: str, fshape, shape, position):
-    """``(position, rf, window)`` of the unit: the centre of the map by default, checked against it."""
-    if len(fshape) == 1:
-        if position is not None:
-            raise ValueError(f"layer {layer!r} has no spatial map (its output is (B, {fshape[0]})): "
-                             "leave position=None")
-        return None, None, None
-    h, w = fshape[1:]
-    pos = (h // 2, w // 2) if position is None else tuple(int(v) for v in position)
-    if len(pos) != 2 or not (0 <= pos[0] < h and 0 <= pos[1] < w):
-        raise ValueError(f"position {position} lies outside the {h}x{w} feature map of layer {layer!r}")
-    if len(shape) < 2:
-        raise ValueError(f"stimuli of shape {shape} have no rows and columns for a receptive field")
-    rf = receptive_field(model, layer)
-    rows, cols = rf.window(pos, shape[-2:])
-    if rows.stop <= rows.start or cols.stop <= cols.start:
-        raise ValueError(f"unit {pos} of layer {layer!r} sees only padding")
-    return pos, (rf.size, rf.jump, rf.start), (rows.start, rows.stop, cols.start, cols.stop)
-
-
 def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed: int = 0, position=None,
                             channels=None, nonlinearity=None, normalize: str = "response", whiten: bool = False,
                             stc: bool = False, shuffles: int | None = None, batch_size: int | None = None,
@@ -377,7 +366,7 @@ def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed
     settings = {k: getattr(base, k) if v is None else v for k, v in given.items()}
     shape = Estimator(stimulus).shape  # checks the stimulus
     fshape = feature_shape(net, layer, shape, base.device)
-    pos, rf, window = _geometry(net, layer, fshape, shape, position)
+    pos, rf, window = unit_geometry(net, layer, fshape, shape, position)
     if channels is not None:
         channels = tuple(int(c) for c in channels)
         if not channels or not all(0 <= c < fshape[0] for c in channels):
