@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from wna import Probe, _backends, models, stimuli
+from wna import Probe, models, stimuli
 from wna.stimulation import (LAMBDAS, fit_psychometric, paper_delta, psychometric_curves,
                              psychometric_function, stimulate)
 
@@ -19,18 +19,6 @@ from wna.stimulation import (LAMBDAS, fit_psychometric, paper_delta, psychometri
 def _cnn(seed=0, classes=10):
     torch.manual_seed(seed)
     return models.MnistCNN(num_classes=classes).eval()
-
-
-def _count_builds(monkeypatch):
-    built = []
-    real = _backends.Engine.__init__
-
-    def counting(self, *a, **k):
-        built.append(a[3] if len(a) > 3 else k.get("shape"))
-        real(self, *a, **k)
-
-    monkeypatch.setattr(_backends.Engine, "__init__", counting)
-    return built
 
 
 # ---------------------------------------------------------------- the context manager
@@ -118,11 +106,14 @@ def test_paper_delta_equals_the_hand_computed_rule():
                           -0.01 * k * torch.tensor([0.375, 2.6]) / 2.6, **close)
     assert torch.allclose(paper_delta(net, "fc1", x, k, lambdas={"fc1": 0.5}),
                           0.5 * k * torch.tensor([0.375, 2.6]), **close)
+    assert torch.equal(paper_delta(net, "conv1", x, np.int64(k)), got)
     many = paper_delta(net, "conv1", x, range(4))
     assert list(many) == [0, 1, 2, 3] and torch.equal(many[3], got) and not many[0].any()
     assert LAMBDAS == {"conv1": 0.1, "conv2": 1.0, "fc1": 0.01}
     with pytest.raises(ValueError, match="direction"):
         paper_delta(net, "conv1", x, 1, direction="up")
+    with pytest.raises(ValueError, match="activation"):
+        paper_delta(net, "conv1", x, 1, activation="sigmoid")
 
 
 # ---------------------------------------------------------------- psychometric fits
@@ -186,10 +177,10 @@ def test_a_bias_shift_moves_the_threshold_by_the_closed_form_amount():
 
 # ---------------------------------------------------------------- through the engine
 
-def test_stimulation_through_one_engine_changes_the_decisions(monkeypatch):
+def test_stimulation_through_one_engine_changes_the_decisions(engine_builds):
     """A large fc2 bias shift for class 3 makes noise (g = 0) class 3; the whole (k, g) sweep builds
     one engine (the eager fast copy, shifted in place), and its counts equal the plain model's."""
-    built = _count_builds(monkeypatch)
+    built = engine_builds
     net = _cnn()
     before = {k: v.clone() for k, v in net.state_dict().items()}
     signals = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(1))

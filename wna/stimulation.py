@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -109,7 +110,9 @@ def stimulate(target, layer: str, delta):
 
 
 def _mean_activation(model, layer, images, activation, batch_size) -> tuple[torch.Tensor, int]:
-    act = _ACTIVATIONS[activation] if isinstance(activation, str) or activation is None else activation
+    if not callable(activation) and activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be 'relu', 'none' or a callable, got {activation!r}")
+    act = activation if callable(activation) else _ACTIVATIONS[activation]
     images = torch.as_tensor(images)
     if len(images) == 0:
         raise ValueError("need at least one image")
@@ -171,7 +174,7 @@ def paper_delta(model: torch.nn.Module, layer: str, images_of_target: torch.Tens
     def one(kk):
         return (sign * lam[layer] * float(kk) * a).to(bias.dtype)
 
-    if isinstance(k, (int, float)) and not isinstance(k, bool):
+    if isinstance(k, numbers.Real):
         return one(k)
     return {kk: one(kk) for kk in k}
 
