@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 from wna import Probe, models, stimuli
-from wna.stimulation import (LAMBDAS, fit_psychometric, paper_delta, psychometric_curves,
+from wna.stimulation import (LAMBDAS, PsychometricCurves, fit_psychometric, paper_delta, psychometric_curves,
                              psychometric_function, stimulate)
 
 
@@ -134,9 +134,17 @@ def test_the_fit_recovers_a_known_curve_and_its_interval_covers_the_truth():
             errors.append([(f.threshold - 0.4) / f.se["threshold"], math.log(f.scale / 0.08) / f.se["log_scale"]])
         assert (np.abs(errors) < 4).all(), shape
         assert ((0.91 <= covered / 200) & (covered / 200 <= 0.99)).all(), (shape, covered)
+        assert not f.extrapolated
         assert abs(np.mean(errors, 0)).max() < 0.3  # no bias beyond 0.3 s.e. (its spread: 0.07)
     slope = (1 - guess - lapse) * 0.25 / 0.08  # logistic: F'(0) = 1/4
     assert f.slope_ci[0] < f.slope < f.slope_ci[1] and abs(f.slope / slope - 1) < 0.2
+    # a flat curve (every stimulus a hit, as conv2 stimulation at large k gives) has no threshold
+    p = psychometric_function(x, 0.4, 0.08)
+    curves = PsychometricCurves(x, [0, 10], np.stack([rng.binomial(n, p), n]), np.stack([n, n]), 7, "conv2")
+    fits = curves.fit()
+    assert fits[10].at_bound and math.isnan(fits[10].threshold_ci[0]) and not fits[0].at_bound
+    shifts = curves.threshold_shifts()
+    assert shifts[0][0] == 0 and shifts[0][1][0] < 0 < shifts[0][1][1] and math.isnan(shifts[10][0])
 
 
 def test_a_bias_shift_moves_the_threshold_by_the_closed_form_amount():

@@ -62,6 +62,9 @@ class PsychometricFit:
     (intervals NaN). ``nll``: the binomial negative log-likelihood at the fit.
     ``converged``: the optimiser stopped at a point where a Newton step
     would move the estimates by less than 1e-3 standard errors.
+    ``extrapolated``: the threshold lies outside the sampled levels (a curve
+    already past one half at the lowest level, say); its interval then
+    rests on the assumed shape of the curve beyond the data.
     """
 
     threshold: float
@@ -78,6 +81,7 @@ class PsychometricFit:
     nll: float
     at_bound: bool
     converged: bool
+    extrapolated: bool
 
     def __call__(self, x) -> np.ndarray:
         """The fitted curve at levels ``x``."""
@@ -160,4 +164,4 @@ def fit_psychometric(levels, hits, trials, *, shape: str = "gaussian", guess: fl
         slope_ci = (c / s_ci[1], c / s_ci[0])
     return PsychometricFit(t, s, c / s, t_ci, s_ci, slope_ci, {"threshold": se_t, "log_scale": se_ls},
                            shape, float(guess), float(lapse), float(ci), float(res.fun), bool(at_bound),
-                           converged)
+                           converged, not x.min() <= t <= x.max())

@@ -247,14 +247,15 @@ class PsychometricCurves:
     def threshold_shifts(self, reference=None, **options) -> dict:
         """``{k: (shift, (low, high))}``: each curve's fitted threshold minus that of ``reference``
         (default the first k, normally k = 0). The interval adds the two Wald variances, which is
-        conservative: every k sees the same stimuli, so their thresholds correlate positively."""
+        conservative: every k sees the same stimuli, so their thresholds correlate positively.
+        All NaN where either fit ended on its search bounds (a flat curve: no threshold)."""
         fits = self.fit(**options)
         ref = fits[self.ks[0] if reference is None else reference]
         z = float(stats.norm.ppf(0.5 + options.get("ci", 0.95) / 2))
         out = {}
         for k, f in fits.items():
-            d = f.threshold - ref.threshold
-            h = math.nan if f.at_bound or ref.at_bound else z * math.hypot(f.se["threshold"], ref.se["threshold"])
+            d = math.nan if f.at_bound or ref.at_bound else f.threshold - ref.threshold
+            h = z * math.hypot(f.se["threshold"], ref.se["threshold"])
             out[k] = (d, (d - h, d + h))
         return out
 
