@@ -13,6 +13,21 @@ def _mnist_present() -> bool:
     return all((raw / f).is_file() or (raw / f"{f}.gz").is_file() for f in MNIST_FILES)
 
 
+@pytest.fixture
+def engine_builds(monkeypatch):
+    """The stimulus shape of every engine (fast copy) built during the test, in order."""
+    from wna import _backends
+    built = []
+    real = _backends.Engine.__init__
+
+    def counting(self, *a, **k):
+        built.append(a[3] if len(a) > 3 else k.get("shape"))
+        real(self, *a, **k)
+
+    monkeypatch.setattr(_backends.Engine, "__init__", counting)
+    return built
+
+
 @pytest.fixture(scope="session")
 def mnist_available():
     """Skip tests that need MNIST when it is absent (fail instead under CI)."""

@@ -32,18 +32,11 @@ def _bn_net(classes=10):
     return net
 
 
-def test_probe_builds_the_fast_copy_once_per_shape_and_never_changes_the_model(monkeypatch):
+def test_probe_builds_the_fast_copy_once_per_shape_and_never_changes_the_model(engine_builds):
     net = _bn_net()
     net.train()  # a freshly built torchvision model is in train mode
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    built = []
-    real = _backends.Engine.__init__
-
-    def counting(self, *a, **k):
-        built.append(a[3] if len(a) > 3 else k.get("shape"))
-        real(self, *a, **k)
-
-    monkeypatch.setattr(_backends.Engine, "__init__", counting)
+    built = engine_builds
     noise = stimuli.WhiteNoise((3, 8, 8))
     with Probe(net, batch_size=500, progress=False) as p:
         a = p.classification_images(noise, 1500, seed=0)

@@ -231,8 +231,8 @@ class Probe:
     to compile), ``"onnx"`` (onnxruntime, seconds to export) or ``"off"``; the
     decisions are always the plain fp32 model's (see :mod:`wna._backends`).
     The fast copy is built at most once per stimulus shape and reused for
-    every call; if the model's parameters change between calls (e.g.
-    micro-stimulation shifting biases), it is rebuilt.
+    every call; if the model's parameters change between calls, it is
+    rebuilt (:meth:`edit_in_place` edits them without a rebuild).
 
     Same ``seed``, ``batch_size`` and ``n_samples`` give bitwise the same
     result on the CPU, whatever the number of threads.
@@ -401,6 +401,28 @@ class Probe:
         (position, normalize, whiten, stc, seed, shard, ...) are :func:`wna.sta.spike_triggered_average`'s."""
         from .sta import spike_triggered_average
         return spike_triggered_average(self, layer, stimulus, n_samples, **kwargs)
+
+    def edit_in_place(self, fn: Callable[[torch.nn.Module], None]) -> None:
+        """Apply the in-place edit ``fn(module)`` alike to the model and every copy of it this probe runs.
+
+        The engines are kept (their eager fast copies get the same edit), so
+        the next call sees the edited model without a rebuild: micro-stimulation
+        (:func:`wna.stimulation.stimulate`) shifts biases so. Frozen fast copies
+        (``"compile"``, ``"onnx"``) are dropped and rebuilt on the next call.
+        """
+        if not isinstance(self.model, torch.nn.Module):
+            raise ValueError(f"only a torch.nn.Module can be edited in place, not a {type(self.model).__name__}")
+        self._plain()  # an edit made directly to the model since the last call drops the engines first
+        targets = [self.model] + ([self._copy] if self._copy is not None else [])
+        for shape, e in list(self._engines.items()):
+            if e.kind == "eager":
+                targets.append(e.fast_model)
+            elif e.fast_model is not None:
+                del self._engines[shape]
+        with torch.no_grad():
+            for m in targets:
+                fn(m)
+        self._token = _state_token(self.model)
 
     def __repr__(self) -> str:
         built = {s: e.kind for s, e in self._engines.items()}
