@@ -43,7 +43,7 @@ conv_digits = None  # target digits for conv1 and conv2 (None: the same as digit
 directions = ["increase", "decrease"]  # the sign in Eq. 6 (Figs. 23 and 24)
 ks = list(range(11))  # stimulation magnitudes k of Eq. 6
 n_levels = 21  # signal levels g from 0 to 1
-n_per_level = 1000  # stimuli per (k, g) cell: about one per test image of a digit (the paper: not stated)
+n_per_level = 1000  # stimuli per (k, g) cell (not stated; about the test images of a digit)
 n_activation = None  # training images of the target per mean activation (None: all of them)
 binary_pairs = [[1, 3], [2, 8]]  # Fig. 25's binary CNNs (class 0 digit, class 1 digit)
 binary_layers = ["fc1", "conv1", "conv2"]
@@ -113,12 +113,13 @@ seconds = time.perf_counter() - t0
 
 # %% tags=["hide-input"]
 n_stimuli = sum(int(c.trials.sum()) for c in curves.values())
-rate = n_stimuli / seconds
+rate = n_stimuli / sum(c.meta["seconds"] for c in curves.values())
 print(f"MNIST CNN: test accuracy {100 * cnn.test_accuracy:.2f}%; {len(curves)} panels, "
-      f"{n_stimuli:,} stimuli in {seconds:.0f} s ({rate:,.0f} stimuli/s, with Eq. 6's "
-      f"mean activations)")
+      f"{n_stimuli:,} stimuli in {seconds:.0f} s with Eq. 6's mean activations; "
+      f"the sweeps alone: {rate:,.0f} stimuli/s")
 glue("cnn_acc", round(100 * cnn.test_accuracy, 2), display=False)
 glue("n_stimuli", f"{n_stimuli:,}", display=False)
+glue("sweep_seconds", int(round(seconds)), display=False)
 glue("stimuli_per_second", int(round(rate)), display=False)
 
 # %% [markdown]
@@ -163,10 +164,18 @@ def cell(s):
 
 
 summary = {key: shift_summary(c) for key, c in curves.items()}
-table = pd.DataFrame({f"{layer} {di}": {d: cell(summary[(layer, di, d)]) for d in digits
-                                        if (layer, di, d) in summary}
-                      for layer in layers for di in directions})
+noise_share = {d: float(curves[("fc1", directions[0], d)].fraction[0, 0]) for d in digits}
+table = pd.DataFrame({"noise called the target": {d: f"{100 * f:.1f}%" for d, f in
+                                                  noise_share.items()}}
+                     | {f"{layer} {di}": {d: cell(summary[(layer, di, d)]) for d in digits
+                                          if (layer, di, d) in summary}
+                        for layer in layers for di in directions})
 Markdown(table.rename_axis("digit").fillna("").to_markdown())
+
+# %% [markdown]
+# The first column is the share of pure noise (g = 0) the unstimulated CNN
+# already calls the target: a curve that starts near 1 has no threshold for
+# stimulation to move ("no fit").
 
 # %% tags=["hide-input"]
 def count(keys, *ways):
@@ -190,11 +199,16 @@ for layer in layers:
         glue(f"{tag}_median", round(median, 3), display=False)
 fc_up = [k for k in summary if k[:2] == ("fc1", "increase")]
 fc_down = [k for k in summary if k[:2] == ("fc1", "decrease")]
+nofit = [k[2] for k in fc_up if summary[k]["direction"] == "no fit"]
+nofit_text = ", ".join(f"{d} ({100 * noise_share[d]:.0f}% of pure noise called {d} at k = 0)"
+                       for d in nofit) or "none"
+print(f"fc1 increased, digits without a threshold: {nofit_text}")
+glue("fc1_nofit", nofit_text, display=False)
 print(paper.compare("fc_left_digits", count(fc_up, *LEFT)))
 print(paper.compare("fc_right_digits", count(fc_down, *RIGHT)))
 conv2_named = ", ".join(f"{d}: {ARROW[summary[('conv2', 'increase', d)]['direction']]}"
                         for d in (0, 1, 3) if ("conv2", "increase", d) in summary)
-print(f"conv2 increased, digits 0, 1, 3 (the paper: right, right, left): {conv2_named or 'not run'}")
+print(f"conv2 increased, digits 0, 1, 3 (paper: right, right, left): {conv2_named or 'not run'}")
 glue("conv2_named", conv2_named or "not run", display=False)
 
 # %% [markdown]
@@ -221,14 +235,18 @@ for a, b in binary_pairs:
 # %%
 for a, b in binary_pairs:
     pair = f"{a} vs {b}"
-    panels = {f"{layer} {di[:3]}. {d}": c for (pr, layer, di, d), c in binary.items() if pr == pair}
+    panels = {f"{layer} {di[:3]}. {d}": c for (pr, layer, di, d), c in binary.items()
+              if pr == pair}
     plots.psychometric_grid(panels, ncols=2 * len(binary_layers), suptitle=pair)
 
 # %% tags=["hide-input"]
 bsummary = {key: shift_summary(c) for key, c in binary.items()}
-btable = pd.DataFrame({f"{layer} {di}": {f"{pr}: {d}": cell(s) for (pr, la, dd, d), s in
-                                         bsummary.items() if (la, dd) == (layer, di)}
-                       for layer in binary_layers for di in directions})
+bnoise = {f"{pr}: {d}": f"{100 * float(c.fraction[0, 0]):.1f}%"
+          for (pr, la, dd, d), c in binary.items() if (la, dd) == ("fc1", directions[0])}
+btable = pd.DataFrame({"noise called the target": bnoise}
+                      | {f"{layer} {di}": {f"{pr}: {d}": cell(s) for (pr, la, dd, d), s in
+                                           bsummary.items() if (la, dd) == (layer, di)}
+                         for layer in binary_layers for di in directions})
 Markdown(btable.rename_axis("pair: target").to_markdown())
 
 # %% tags=["hide-input"]
@@ -240,6 +258,11 @@ for layer in binary_layers:
         glue(f"binary_{layer}_{di}_left", left, display=False)
         glue(f"binary_{layer}_{di}_right", right, display=False)
         glue(f"binary_{layer}_{di}_n", len(keys), display=False)
+bnofit = [f"{k[3]} ({k[0]}, {bnoise[f'{k[0]}: {k[3]}']} of pure noise called {k[3]})"
+          for k in bsummary if k[1:3] == ("fc1", "increase")
+          and bsummary[k]["direction"] == "no fit"]
+print(f"binary, fc1 increased, targets without a threshold: {', '.join(bnofit) or 'none'}")
+glue("binary_fc1_nofit", ", ".join(bnofit) or "none", display=False)
 
 # %% [markdown]
 # Raising the fc1 biases of the target's most active units makes the network
