@@ -242,3 +242,19 @@ def test_fc1_stimulation_shifts_the_trained_cnns_curve_left_and_inhibition_right
                                 progress=False)
         shifts[direction] = c.threshold_shifts()[10]
     assert shifts["increase"][1][1] < 0 < shifts["decrease"][1][0], shifts
+
+
+def test_shift_summary_says_which_way_a_curve_moved():
+    """Curves of known thresholds (0.5 at k = 0, 0.4 at k = 1, 0.6 at k = 2; 400 trials per level):
+    a lower threshold is a left shift, a higher one right; a curve of all hits (flat, no threshold)
+    is "left (flat)", all misses "right (flat)", the reference itself "none"."""
+    from wna.stimulation import shift_summary
+    rng = np.random.default_rng(0)
+    x, n = np.linspace(0, 1, 21), np.full(21, 400)
+    hits = [rng.binomial(n, psychometric_function(x, t, 0.08)) for t in (0.5, 0.4, 0.6)]
+    curves = PsychometricCurves(x, [0, 1, 2, 3, 4], np.stack([*hits, n, 0 * n]), np.stack([n] * 5), 7, "fc1")
+    got = {k: shift_summary(curves, k) for k in curves.ks}
+    assert [got[k]["direction"] for k in curves.ks] == ["none", "left", "right", "left (flat)", "right (flat)"]
+    assert abs(got[1]["shift"] + 0.1) < 0.02 and got[1]["low"] < -0.1 < got[1]["high"] < 0
+    assert got[1]["area"] > 0 > got[2]["area"] and not got[1]["extrapolated"]
+    assert shift_summary(curves)["k"] == 4 and math.isnan(got[3]["shift"])

@@ -48,6 +48,10 @@ PAPER = {
     # Table 1 (ImageNet): its best row, ResNet152 (10^6 Gabor-PCA noise images, 50,000 validation images)
     "imagenet_tm_acc": 0.18,
     "imagenet_empty": 564,
+    # §3.4, Figs. 9 and 24: raising (lowering) the fc biases shifts the psychometric curve to the
+    # left (right) "for all digits": 10 of the 10 digits
+    "fc_left_digits": 10,
+    "fc_right_digits": 10,
 }
 
 # Fig. 16's printed counts: 10^6 Gabor-noise images and 10^7 white-noise images per Fashion-MNIST class
@@ -96,6 +100,8 @@ ABOUT = {
     "fashion_gabor_top_class": ("class most Gabor-noise images go to (Fashion CNN)", "class", "Fig. 16"),
     "imagenet_tm_acc": ("ImageNet template matching, best backbone (paper: ResNet152)", "percent", "Table 1"),
     "imagenet_empty": ("classes no noise image reached, that backbone (paper: ResNet152)", "count", "Table 1"),
+    "fc_left_digits": ("digits whose curve raising the fc biases shifts left", "count", "§3.4, Fig. 9"),
+    "fc_right_digits": ("digits whose curve lowering the fc biases shifts right", "count", "§3.4, Fig. 24"),
 }
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 __all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "standard_errors",
-           "class_shares", "save", "setup"]
+           "class_shares", "psychometric_grid", "save", "setup"]
 
 
 def setup() -> None:
@@ -236,4 +236,38 @@ def class_shares(panels: dict, class_names, size=(10.0, 3.2)):
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("share of the stimuli (%)")
     fig.tight_layout()
+    return fig
+
+
+def psychometric_grid(panels: dict, ncols: int = 10, size: float = 1.5, cmap: str = "coolwarm",
+                      suptitle: str | None = None):
+    """Figs. 9, 23-25: psychometric curves, one panel per ``{title: PsychometricCurves}``.
+
+    Each panel shows the fraction of stimuli classified as the target against the signal level
+    g, one curve per stimulation k, coloured by k (redder: larger, as in the paper); one colour
+    bar for k serves every panel.
+    """
+    items = list(panels.items())
+    ncols = min(ncols, len(items))
+    nrows = math.ceil(len(items) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + 0.8, size * nrows + 0.4),
+                             sharex=True, sharey=True, squeeze=False)
+    kmax = max(max(float(k) for k in c.ks) for _, c in items) or 1.0
+    colours = plt.get_cmap(cmap)
+    for ax, (title, c) in zip(axes.flat, items):
+        for k, frac in zip(c.ks, c.fraction):
+            ax.plot(c.levels, frac, lw=1, color=colours(float(k) / kmax))
+        ax.set_title(title, fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in axes.flat[len(items):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("g", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction target", fontsize=8)
+    bar = fig.colorbar(matplotlib.cm.ScalarMappable(matplotlib.colors.Normalize(0, kmax), colours),
+                       ax=axes, fraction=0.02, pad=0.01)
+    bar.set_label("k", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
     return fig

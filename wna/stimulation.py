@@ -47,7 +47,7 @@ from .stimuli import WhiteNoise
 
 __all__ = ["LAMBDAS", "LEVELS", "stimulate", "mean_activation", "paper_delta", "Decisions",
            "DecisionEstimator", "PsychometricCurves", "psychometric_curves", "PsychometricFit",
-           "fit_psychometric", "psychometric_function"]
+           "fit_psychometric", "psychometric_function", "shift_summary"]
 
 LAMBDAS = {"conv1": 0.1, "conv2": 1.0, "fc1": 0.01}  # the paper's lambda_l (MnistCNN's layer names)
 LEVELS = tuple(float(g) for g in np.linspace(0.0, 1.0, 21))  # the paper's signal levels g
@@ -321,3 +321,32 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
             "stimuli_per_second": float(trials.sum()) / max(seconds, 1e-9), "fast_path": fast_path,
             "device": str(probe.device)}
     return PsychometricCurves(levels, list(deltas), hits, trials, int(target), layer, meta)
+
+
+def shift_summary(curves: PsychometricCurves, k=None, *, reference=None, min_area: float = 0.05,
+                  **fit_options) -> dict:
+    """How stimulation ``k`` (default the largest) moved a curve, against ``reference`` (default k = 0).
+
+    Returns ``shift`` (threshold difference, :meth:`PsychometricCurves.threshold_shifts`) with its
+    interval ``low``, ``high``; ``area`` (the mean over levels of the change in the fraction of
+    hits: fit-free, positive when the curve moved up or left); ``extrapolated`` (either threshold
+    lies outside the sampled levels: its interval rests on the fitted shape); and ``direction``:
+    "left" or "right" when the interval excludes 0, "none" when it does not, and for a flat
+    curve (no threshold: the fit ended on its bounds) "left (flat)" or "right (flat)" when
+    ``|area| > min_area``, else "no fit".
+    """
+    ks = list(curves.ks)
+    k = ks[-1] if k is None else k
+    ref = ks[0] if reference is None else reference
+    shift, (low, high) = curves.threshold_shifts(reference=ref, **fit_options)[k]
+    fits = curves.fit(**fit_options)
+    frac = curves.fraction
+    area = float(np.mean(frac[ks.index(k)] - frac[ks.index(ref)]))
+    if math.isnan(shift):
+        direction = ("left (flat)" if area > min_area else "right (flat)" if area < -min_area
+                     else "no fit")
+    else:
+        direction = "right" if low > 0 else "left" if high < 0 else "none"
+    return {"k": k, "shift": float(shift), "low": float(low), "high": float(high), "area": area,
+            "extrapolated": bool(fits[k].extrapolated or fits[ref].extrapolated),
+            "direction": direction}
