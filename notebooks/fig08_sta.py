@@ -105,7 +105,8 @@ plots.map_grid(sta1, [f"STA {c}\ncos {v:.3f}" for c, v in enumerate(cos1.tolist(
 #
 # The same for the 50 channels of `conv2`, whose units see 14×14 pixels. No
 # single kernel to compare with here: a `conv2` unit combines the 20 `conv1`
-# maps through two ReLUs and a max pooling.
+# maps through two ReLUs and a max pooling. A channel whose unit never
+# responded to the noise (its ReLU stayed at 0) has no STA and is drawn blank.
 
 # %%
 with Probe(cnn, batch_size=batch_size) as p:
@@ -117,7 +118,8 @@ if stc_units is None:
     stc_units = conv2.r.argsort(descending=True)[:4].tolist()
 
 # %%
-plots.map_grid(sta2, [f"STA {c}" for c in range(len(sta2))], ncols=10, size=1.0,
+titles2 = [f"STA {c}" + (" (silent)" if r == 0 else "") for c, r in enumerate(conv2.r.tolist())]
+plots.map_grid(sta2, titles2, ncols=10, size=1.0,
                suptitle=f"conv2 STAs, receptive field {conv2.receptive_field.size}");
 
 # %% [markdown]
@@ -144,6 +146,9 @@ for c, k, v in zip(stc_units, significant.tolist(), eig.values[:, :4].tolist()):
 # %% [markdown]
 # One row per unit: its STA (same noise as the STC), then its three leading
 # STC eigenvectors with their eigenvalues (* beyond every shuffled null).
+# A negative eigenvalue is a direction along which the stimuli that drive the
+# unit vary less than the noise does; the rectification puts one along the
+# STA itself. Further significant directions are filters the STA misses.
 
 # %%
 rows, titles = [], []
