@@ -53,6 +53,12 @@ class Estimator:
     ``update(stimuli, outputs)`` returns this batch's sums, a dict of tensors;
     ``finalize(sums, n, meta)`` turns the sums over all batches into the result.
     ``key()`` identifies the experiment in checkpoints.
+
+    The probe asks for batch ``i`` through ``sample_at(i * batch_size, n,
+    generator)``, which calls ``sample``: an estimator over a finite data set
+    (the test digits of a bias-map attack) overrides it to return rows
+    ``[start, start + n)`` of its data, so a run over ``n_samples = len(data)``
+    sees every row exactly once.
     """
 
     name: ClassVar[str] = "estimator"
@@ -72,6 +78,10 @@ class Estimator:
 
     def sample(self, n: int, generator: torch.Generator):
         return self.stimulus.sample(n, generator)
+
+    def sample_at(self, start: int, n: int, generator: torch.Generator):
+        """Stimuli ``[start, start + n)`` of the run's stream; by default ``sample(n, generator)``."""
+        return self.sample(n, generator)
 
     def update(self, stimuli, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
@@ -208,12 +218,12 @@ class Probe:
         with eval_mode(plain):
             with torch.inference_mode():
                 # a full test chunk for the fast copy's check, whatever n_samples is
-                first = estimator.sample(FAST_CHUNK, _stream.batch_generator(seed, 0, device))
+                first = estimator.sample_at(0, FAST_CHUNK, _stream.batch_generator(seed, 0, device))
             engine = self.engine(shape, _input(first) if device.type == "cpu" else None)
 
             def work(i, split):
                 b = min(batch_size, n_samples - i * batch_size)
-                stimuli = estimator.sample(b, _stream.batch_generator(seed, i, device))
+                stimuli = estimator.sample_at(i * batch_size, b, _stream.batch_generator(seed, i, device))
                 logits, rechecked = engine.forward(_input(stimuli), shape, split)
                 return estimator.update(stimuli, logits), b, rechecked
 

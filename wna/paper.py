@@ -52,6 +52,10 @@ PAPER = {
     # left (right) "for all digits": 10 of the 10 digits
     "fc_left_digits": 10,
     "fc_right_digits": 10,
+    # §3.2 and Table 2: the bias-map attack's fooling rate (fraction classified as the pattern's
+    # class, averaged over the 10 classes): digits + bias at γ = 0.8, noise + bias at γ = 0.5
+    "attack_digits_bias_08": 21.4,
+    "attack_noise_bias_05": 20.7,
 }
 
 # Fig. 16's printed counts: 10^6 Gabor-noise images and 10^7 white-noise images per Fashion-MNIST class
@@ -69,6 +73,16 @@ TABLE1 = {
     "googlenet": (0.00102, "0:26", 999),
     "mnasnet1_3": (0.00082, "0:32", 922),
     "vgg19_bn": (0.00074, "1:51", 994),
+}
+
+# Table 2 (Fig. 6C): the fooling rate (fraction) at γ = 0, 0.1, ..., 1 for the four sweeps
+# (1 - γ) x + γ p, x noise or test digits ("signal"), p a class's bias map or mean digit.
+TABLE2_GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))
+TABLE2 = {
+    ("noise", "bias"): (0.1, 0.113, 0.127, 0.149, 0.174, 0.207, 0.271, 0.429, 0.666, 0.743, 0.9),
+    ("digits", "bias"): (0.1, 0.1, 0.1, 0.1, 0.101, 0.102, 0.105, 0.123, 0.214, 0.587, 0.9),
+    ("noise", "mean"): (0.1, 0.127, 0.179, 0.313, 0.618, 0.842, 0.986, 1.0, 1.0, 1.0, 1.0),
+    ("digits", "mean"): (0.1, 0.101, 0.103, 0.109, 0.149, 0.28, 0.534, 0.83, 0.994, 1.0, 1.0),
 }
 
 # key: (what it is, kind, where the paper prints it); kind is "percent", "count" or "class"
@@ -102,6 +116,9 @@ ABOUT = {
     "imagenet_empty": ("classes no noise image reached, that backbone (paper: ResNet152)", "count", "Table 1"),
     "fc_left_digits": ("digits whose curve raising the fc biases shifts left", "count", "§3.4, Fig. 9"),
     "fc_right_digits": ("digits whose curve lowering the fc biases shifts right", "count", "§3.4, Fig. 24"),
+    "attack_digits_bias_08": ("fooling rate, test digits + bias maps at γ = 0.8", "percent",
+                              "§3.2 (21%), Table 2 (0.214)"),
+    "attack_noise_bias_05": ("fooling rate, white noise + bias maps at γ = 0.5", "percent", "§3.2, Table 2"),
 }
 
 

@@ -1,0 +1,15 @@
+"""Attack and defence with classification images (the paper's §3.2, Figs. 6, 7, 17-21, Table 2).
+
+- Bias-map attack (Fig. 6, 17, Table 2): stimuli ``(1 - γ) x + γ p``, ``x``
+  white noise or test images, ``p`` a class's bias map or mean image; the
+  fooling rate is the fraction classified as ``p``'s class. Every γ runs
+  through one :class:`wna.Probe` engine.
+- Patch backdoors (Fig. 7A, 7B, 7D, 18, 19): poisoned training sets, the
+  average input gradient, and a detector that finds the patched class in the
+  classification images.
+- Activation injection (Fig. 7C, 20, 21): mean layer activations of noise per
+  predicted class, mixed into real images' activations by forward hooks that
+  are always removed.
+"""
+
+from __future__ import annotations
