@@ -1,18 +1,10 @@
 """Activation injection (the paper's §3.3 end, Figs. 7C, 20 and 21), re-exported by :mod:`wna.attack`.
 
-Mean layer activations of white noise per *predicted* class
-(:func:`noise_activations`, an :class:`~wna.engine.Estimator` on the probe)
-and of real images per *true* class (:func:`data_activations`), with the mean
-L2 distance between the classes' means per layer (:func:`mean_class_distance`,
-Fig. 20). :func:`inject` replaces a layer's output by
-``(1 - γ) a + γ output`` inside a block (a forward hook, always removed);
-:func:`injection_sweep` measures the misclassification ratio of Fig. 21 for
-every class and γ through one engine per layer.
-
-Activations are read without hooks on the caller's model: the model's forward
-must be a chain of its children (a flatten allowed before a fully connected
-child); the prefix up to a layer is run directly and checked once against a
-hook capture (:func:`wna.models.record`). ``"input"`` names the model's input.
+Mean layer activations of noise per predicted class and of real images per
+true class come from :mod:`wna._activations` (Fig. 20). :func:`inject`
+replaces a layer's output by ``(1 - γ) a + γ output`` inside a block (a
+forward hook, always removed); :func:`injection_sweep` measures Fig. 21's
+misclassification ratio for every class and γ through one engine per layer.
 """
 
 from __future__ import annotations
@@ -26,241 +18,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._backends import FAST_CHUNK, eval_mode
-from ._stream import digest
+from ._activations import *  # noqa: F401,F403
+from ._activations import INPUT, _Rows
+from ._activations import __all__ as _activations_all
 from .engine import Estimator, Probe, class_counts
-from .models import decide, record
+from .models import decide
 
-__all__ = ["INPUT", "GAMMAS", "Prefix", "ActivationMeans", "ActivationEstimator", "noise_activations",
-           "data_activations", "class_distances", "mean_class_distance", "Injection", "inject",
-           "InjectionSweep", "injection_sweep", "misclassification_ratio"]
+__all__ = [*_activations_all, "GAMMAS", "Injection", "inject", "InjectionSweep", "injection_sweep",
+           "misclassification_ratio", "channel_maps", "plot_ratios"]
 
-INPUT = "input"
 GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))  # γ = 0, 0.1, ..., 1 (as Table 2)
-
-
-# --------------------------------------------------------------------------
-# The prefix of a chain model, and mean activations
-# --------------------------------------------------------------------------
-
-
-def _first_leaf(module: torch.nn.Module):
-    return next((m for m in module.modules() if getattr(m, "weight", None) is not None), None)
-
-
-class Prefix:
-    """The children of ``model`` up to the deepest of ``layers``, run as a chain.
-
-    ``Prefix(model, layers)(x)`` returns ``{layer: activation}``; before a
-    child whose first weighted module is ``nn.Linear`` a batch with more than
-    two axes is flattened. :meth:`check` compares the result with a hook
-    capture of the model's own forward and raises a ValueError if the model
-    is not such a chain.
-    """
-
-    def __init__(self, model: torch.nn.Module, layers):
-        if not isinstance(model, torch.nn.Module):
-            raise ValueError(f"layer activations need a torch.nn.Module, got {type(model).__name__}")
-        children = list(model.named_children())
-        names = [n for n, _ in children]
-        self.layers = list(layers)
-        if not self.layers:
-            raise ValueError("need at least one layer")
-        bad = [n for n in self.layers if n != INPUT and n not in names]
-        if bad:
-            raise ValueError(f"no layer named {bad}: use {INPUT!r} or one of the model's children {names}")
-        deepest = max((names.index(n) for n in self.layers if n != INPUT), default=-1)
-        self.model, self.chain = model, children[:deepest + 1]
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {INPUT: x} if INPUT in self.layers else {}
-        for name, child in self.chain:
-            if x.ndim > 2 and isinstance(_first_leaf(child), torch.nn.Linear):
-                x = x.flatten(1)
-            x = child(x)
-            if name in self.layers:
-                out[name] = x
-        return out
-
-    def check(self, x: torch.Tensor) -> None:
-        """Raise unless the chain's activations on ``x`` equal the model's own (hook capture)."""
-        hooked = [n for n in self.layers if n != INPUT]
-        with torch.inference_mode(), eval_mode(self.model):
-            with record(self.model, *hooked) as acts:
-                self.model(x)
-            ours = self(x)  # after the capture: the chain's own calls would trigger its hooks
-        for n in hooked:
-            got, want = ours[n], acts.get(n)
-            if not isinstance(want, torch.Tensor) or got.shape != want.shape or \
-                    not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
-                raise ValueError(
-                    f"the model's forward is not a chain of its children up to {n!r}: running "
-                    f"{[c for c, _ in self.chain]} in order does not give the layer's output")
-
-
-class _Rows:
-    """A finite data set as a stimulus: rows in order (``sample_at``), never drawn at random."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images = torch.as_tensor(images, dtype=torch.float32)
-        self.labels = torch.as_tensor(labels, dtype=torch.long)
-        if self.images.ndim < 2 or len(self.images) == 0 or self.labels.shape != (len(self.images),):
-            raise ValueError(f"need images (N, ...) with N > 0 and labels (N,), got "
-                             f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
-        self.shape = tuple(self.images.shape[1:])
-        self.digest = digest("rows", [("images", self.images), ("labels", self.labels)])[:12]
-
-    def sample(self, n, generator):
-        raise ValueError("a data set is streamed in order (sample_at), not drawn at random")
-
-    def rows(self, start: int, n: int):
-        if start + n > len(self.images):
-            raise ValueError(f"rows [{start}, {start + n}) of a data set of {len(self.images)}: run "
-                             f"with n_samples <= {len(self.images)}")
-        return self.images[start:start + n], self.labels[start:start + n]
-
-    def __repr__(self) -> str:
-        return f"Rows(n={len(self.images)}, shape={self.shape}, #{self.digest})"
-
-
-@dataclass
-class ActivationMeans:
-    """Float64 sums of each layer's activation per class (``sums[layer]``: ``(C, *shape)``).
-
-    ``group``: ``"predicted"`` (noise, by the model's decision) or ``"label"``
-    (real data, by the true class); ``count`` ``(C,)``; ``n`` stimuli.
-    """
-
-    sums: dict
-    count: torch.Tensor
-    n: int
-    group: str
-    meta: dict = field(default_factory=dict)
-
-    @property
-    def layers(self) -> list[str]:
-        return list(self.sums)
-
-    @property
-    def mean(self) -> dict[str, torch.Tensor]:
-        """``{layer: (C, *shape)}`` mean activation per class; NaN where a class has no stimulus."""
-        out = {}
-        for k, s in self.sums.items():
-            m = s / self.count.to(torch.float64).reshape(-1, *([1] * (s.ndim - 1)))
-            m[self.count == 0] = float("nan")
-            out[k] = m
-        return out
-
-
-class ActivationEstimator(Estimator):
-    """Sums of layer activations per predicted class (noise) or per true class (a data set).
-
-    ``source``: a stimulus (``.shape``, ``.sample``; grouped by the engine's
-    decisions) or a :class:`_Rows` data set (grouped by its labels). The
-    activations come from a :class:`Prefix` of the plain model, run in chunks
-    inside :meth:`update` (thread-safe: no hooks, the model in eval mode).
-    """
-
-    name = "activation_means"
-
-    def __init__(self, model: torch.nn.Module, layers, source, num_classes: int):
-        super().__init__(source)
-        self.prefix = Prefix(model, layers)
-        self.num_classes = int(num_classes)
-        self.device = next(model.parameters()).device
-        self.prefix.check(self.sample_at(0, 2, torch.Generator().manual_seed(0))[0].to(self.device)
-                          if isinstance(source, _Rows) else
-                          source.sample(2, torch.Generator().manual_seed(0)).to(self.device))
-
-    def key(self) -> dict:
-        return {**super().key(), "layers": self.prefix.layers}
-
-    def sample_at(self, start, n, generator):
-        if isinstance(self.stimulus, _Rows):
-            return self.stimulus.rows(start, min(n, len(self.stimulus.images) - start))
-        return self.sample(n, generator)
-
-    def update(self, stimuli, outputs):
-        x = stimuli[0] if isinstance(stimuli, tuple) else stimuli
-        group = stimuli[1].to(outputs.device) if isinstance(stimuli, tuple) else decide(outputs)[0]
-        C = self.num_classes
-        sums = {f"sum:{n}": None for n in self.prefix.layers}
-        for i in range(0, len(x), FAST_CHUNK):
-            acts = self.prefix(x[i:i + FAST_CHUNK].to(self.device))
-            g = group[i:i + FAST_CHUNK].to(self.device)
-            for n, a in acts.items():  # float32 sums of one chunk (serial index_add), added in float64
-                s = a.new_zeros((C, a[0].numel())).index_add_(0, g, a.flatten(1))
-                s = s.double().reshape(C, *a.shape[1:])
-                sums[f"sum:{n}"] = s if sums[f"sum:{n}"] is None else sums[f"sum:{n}"] + s
-        if len(x) == 0:  # zero sums of the right shapes
-            acts = self.prefix(x.new_zeros((1, *self.shape)).to(self.device))
-            sums = {f"sum:{n}": torch.zeros((C, *a.shape[1:]), dtype=torch.float64, device=self.device)
-                    for n, a in acts.items()}
-        return {**sums, "count": class_counts(group, C)}
-
-    def finalize(self, sums, n, meta):
-        group = "label" if isinstance(self.stimulus, _Rows) else "predicted"
-        means = {k[4:]: v for k, v in sums.items() if k.startswith("sum:")}
-        return ActivationMeans({n_: means[n_] for n_ in self.prefix.layers}, sums["count"], n, group, meta)
-
-
-def _probe(model, batch_size, fast, progress) -> tuple[Probe, bool]:
-    if isinstance(model, Probe):
-        return model, False
-    return Probe(model, fast=fast, batch_size=batch_size, progress=progress), True
-
-
-def _num_classes(probe: Probe, shape) -> int:
-    with torch.inference_mode(), eval_mode(probe.model):
-        return decide(probe.model(torch.zeros((1, *shape), device=probe.device)))[1]
-
-
-def noise_activations(model, layers, stimulus, n_samples: int, *, seed: int = 0,
-                      batch_size: int = 4096, fast="auto", progress: bool = True) -> ActivationMeans:
-    """Mean activation of each of ``layers`` per *predicted* class over ``n_samples`` noise images
-    drawn from ``stimulus`` (e.g. ``wna.stimuli.WhiteNoise((3, 32, 32))``). ``model``: a model or
-    a :class:`wna.Probe` (one probe can then serve noise, data and more)."""
-    probe, own = _probe(model, batch_size, fast, progress)
-    try:
-        est = ActivationEstimator(probe.model, layers, stimulus, _num_classes(probe, stimulus.shape))
-        return probe.run(est, n_samples, seed=seed, desc="noise activations")
-    finally:
-        if own:
-            probe.close()
-
-
-def data_activations(model, layers, images, labels, *, num_classes: int | None = None,
-                     batch_size: int = 4096, fast="auto", progress: bool = True) -> ActivationMeans:
-    """Mean activation of each of ``layers`` per *true* class over a data set (every row once)."""
-    rows = _Rows(images, labels)
-    probe, own = _probe(model, batch_size, fast, progress)
-    try:
-        C = _num_classes(probe, rows.shape) if num_classes is None else int(num_classes)
-        est = ActivationEstimator(probe.model, layers, rows, C)
-        return probe.run(est, len(rows.images), desc="data activations")
-    finally:
-        if own:
-            probe.close()
-
-
-def class_distances(means: torch.Tensor) -> np.ndarray:
-    """L2 distances ``(C, C)`` between the class means ``(C, *shape)`` (NaN rows stay NaN)."""
-    m = torch.as_tensor(means, dtype=torch.float64).flatten(1)
-    return torch.cdist(m, m).numpy()
-
-
-def mean_class_distance(acts: ActivationMeans, per_unit: bool = False) -> dict[str, float]:
-    """Fig. 20 (bottom): per layer, the mean L2 distance between the means of two different
-    classes (pairs with an empty class left out); ``per_unit``: divided by sqrt(units)."""
-    out = {}
-    for layer, m in acts.mean.items():
-        d = class_distances(m)
-        off = d[~np.eye(len(d), dtype=bool)]
-        off = off[~np.isnan(off)]
-        scale = np.sqrt(m[0].numel()) if per_unit else 1.0
-        out[layer] = float(off.mean() / scale) if off.size else float("nan")
-    return out
-
 
 # --------------------------------------------------------------------------
 # Injection
@@ -437,3 +204,39 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
     meta = {"seconds": seconds, "stimuli_per_second": n / max(seconds, 1e-9), "n_images": len(rows.images),
             "stimuli": n, "fast_path": fast_path, "data": repr(rows)}
     return InjectionSweep(layer, gammas, ratio, confusion, meta)
+
+
+def channel_maps(mean: torch.Tensor) -> torch.Tensor:
+    """Mean activations ``(C, *shape)`` as images for display: a convolution's maps averaged over
+    channels ``(C, H, W)``, an RGB input kept ``(C, 3, H, W)``, a vector of D units laid out as a
+    ``(C, h, D / h)`` grid (h the largest divisor of D up to sqrt(D))."""
+    mean = torch.as_tensor(mean)
+    if mean.ndim == 4 and mean.shape[1] != 3:
+        return mean.mean(1)
+    if mean.ndim == 2:
+        d = mean.shape[1]
+        h = max(k for k in range(1, int(d ** 0.5) + 1) if d % k == 0)
+        return mean.reshape(len(mean), h, d // h)
+    return mean
+
+
+def plot_ratios(sweeps: dict, class_names, size=(3.0, 2.6)):
+    """Fig. 21: the misclassification ratio against γ, one panel per layer ``{title: InjectionSweep}``,
+    one line per class (classes without an activation left out)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(size[0] * len(sweeps) + 1.2, size[1]),
+                             sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (title, s) in zip(axes[0], sweeps.items()):
+        for c, r in enumerate(s.ratio):
+            if not np.isnan(r).all():
+                ax.plot(s.gammas, r, marker=".", lw=1, color=colours(c % 10), label=class_names[c])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("γ (share of the real image)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("misclassification ratio", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 1.0 / (size[0] * len(sweeps) + 1.2), 1))
+    return fig
