@@ -129,7 +129,10 @@ for layer in LAYERS:
 # %% [markdown]
 # How alike are noise and real activations? Per layer, the cosine between a
 # class's mean noise activation and its mean real activation, averaged over
-# the classes that received noise; and Fig. 20's bottom panel, the mean L2
+# the classes that received noise, as they are and as *contrasts* (each
+# class's mean minus the mean over those classes: what sets a class apart;
+# a raw mean is dominated by what all classes share, e.g. a grey input);
+# and Fig. 20's bottom panel, the mean L2
 # distance between the mean activations of two different classes (also per
 # unit, divided by the square root of the layer's size, since the layers
 # differ in size).
@@ -140,8 +143,17 @@ def cosine(a, b):
     return torch.nn.functional.cosine_similarity(a, b, dim=1)
 
 
-similarity = {layer: float(np.nanmean(cosine(noise_mean[layer], real_mean[layer]).numpy()))
-              for layer in LAYERS}
+has_noise = noise.count > 0
+similarity = {la: float(cosine(noise_mean[la][has_noise], real_mean[la][has_noise]).mean())
+              for la in LAYERS}
+
+
+def contrast(m):
+    return m[has_noise] - m[has_noise].mean(0)
+
+
+contrast_sim = {la: float(cosine(contrast(noise_mean[la]), contrast(real_mean[la])).mean())
+                for la in LAYERS}
 dist = {"noise": mean_class_distance(noise), "real": mean_class_distance(real)}
 per_unit = {"noise": mean_class_distance(noise, True), "real": mean_class_distance(real, True)}
 
@@ -149,11 +161,16 @@ per_unit = {"noise": mean_class_distance(noise, True), "real": mean_class_distan
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+width = 0.4
 names = [PAPER_NAMES[la] for la in LAYERS]
 for kind in ("noise", "real"):
     axes[0].plot(names, [dist[kind][la] for la in LAYERS], marker="o", label=kind)
     axes[1].plot(names, [per_unit[kind][la] for la in LAYERS], marker="o", label=kind)
-axes[2].bar(names, [similarity[la] for la in LAYERS])
+at = np.arange(len(LAYERS))
+axes[2].bar(at - width / 2, [similarity[la] for la in LAYERS], width, label="means")
+axes[2].bar(at + width / 2, [contrast_sim[la] for la in LAYERS], width, label="contrasts")
+axes[2].set_xticks(at, names)
+axes[2].legend(fontsize=8)
 for ax, t in zip(axes, ["mean L2 distance between classes", "the same, per unit",
                         "cosine(noise mean, real mean)"]):
     ax.set_title(t, fontsize=9)
@@ -163,22 +180,25 @@ fig.tight_layout()
 
 # %% tags=["hide-input"]
 print(f"{'layer':10} {'paper':6} {'L2 noise':>9} {'L2 real':>9} {'/unit noise':>11} "
-      f"{'/unit real':>10} {'cosine':>7}")
+      f"{'/unit real':>10} {'cosine':>7} {'contrast':>8}")
 for la in LAYERS:
     print(f"{la:10} {PAPER_NAMES[la]:6} {dist['noise'][la]:9.3f} {dist['real'][la]:9.3f} "
-          f"{per_unit['noise'][la]:11.4f} {per_unit['real'][la]:10.4f} {similarity[la]:7.3f}")
+          f"{per_unit['noise'][la]:11.4f} {per_unit['real'][la]:10.4f} {similarity[la]:7.3f} "
+          f"{contrast_sim[la]:8.3f}")
     glue(f"dist_noise_{la}", round(dist["noise"][la], 3), display=False)
     glue(f"dist_real_{la}", round(dist["real"][la], 3), display=False)
     glue(f"unit_noise_{la}", round(per_unit["noise"][la], 4), display=False)
     glue(f"unit_real_{la}", round(per_unit["real"][la], 4), display=False)
     glue(f"cos_{la}", round(similarity[la], 3), display=False)
+    glue(f"ccos_{la}", round(contrast_sim[la], 3), display=False)
 
 
 def top_layer(d):
     return PAPER_NAMES[max(LAYERS, key=lambda la: d[la])]
 
 
-claims = {"most_alike": top_layer(similarity), "dist_top_noise": top_layer(dist["noise"]),
+claims = {"most_alike": top_layer(contrast_sim), "most_alike_raw": top_layer(similarity),
+          "dist_top_noise": top_layer(dist["noise"]),
           "dist_top_real": top_layer(dist["real"]),
           "unit_top_noise": top_layer(per_unit["noise"]),
           "unit_top_real": top_layer(per_unit["real"])}
