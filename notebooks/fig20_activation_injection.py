@@ -45,6 +45,7 @@
 # %% tags=["parameters"]
 n_noise = 1_000_000  # white-noise images for the noise activations (not stated in the paper)
 n_images = 10_000  # test images per cell of Fig. 21 (not stated: all of them)
+n_real = None  # test images for the real activations (None: all 10,000)
 n_gammas = 11  # levels of γ from 0 to 1 in equal steps
 example_source = 6  # Fig. 7C: a frog ...
 example_target = 1  # ... turned into a car (automobile)
@@ -78,6 +79,7 @@ from myst_nb import glue
 
 glue("profile", profile, display=False)
 glue("n_noise", f"{n_noise:,}", display=False)
+glue("n_real", f"{len(x_test[:n_real]):,}", display=False)
 glue("cifar_epochs", cifar_epochs, display=False)
 glue("cifar_width", float(cifar_width), display=False)
 
@@ -94,7 +96,7 @@ cnn = zoo.load("cifar_cnn", epochs=cifar_epochs, width=cifar_width, seed=train_s
                n_train=n_train)
 with Probe(cnn, batch_size=batch_size) as p:
     noise = noise_activations(p, LAYERS, stimuli.WhiteNoise((3, 32, 32)), n_noise, seed=seed)
-    real = data_activations(p, LAYERS, x_test, y_test)
+    real = data_activations(p, LAYERS, x_test[:n_real], y_test[:n_real])
 noise_mean, real_mean = noise.mean, real.mean
 
 # %% tags=["hide-input"]
@@ -244,18 +246,20 @@ fool = np.stack([sweeps[la].fooling_gamma(0.5) for la in INJECT], 1)
 measured = [c for c in range(10) if not np.isnan(ease[c]).any()]
 overall = {c: float(ease[c].mean()) for c in measured}
 ranked = sorted(measured, key=lambda c: -overall[c])
-print(f"{'class':11}" + "".join(f"{PAPER_NAMES[la]:>14}" for la in INJECT) + f"{'ease':>7}  strongest")
+print(f"{'class':11}" + "".join(f"{PAPER_NAMES[la]:>14}" for la in INJECT)
+      + f"{'ease':>7}  strongest")
 for c in range(10):
     if c not in measured:
         print(f"{CLASSES[c]:11} no noise image: not measured")
         continue
-    cells = "".join(f"{ease[c, j]:7.3f} γ {'—' if np.isnan(fool[c, j]) else f'{fool[c, j]:.1f}':>3} "
+    fg = ["—" if np.isnan(f) else f"{f:.1f}" for f in fool[c]]
+    cells = "".join(f"{ease[c, j]:7.3f} γ {fg[j]:>3} "
                     for j in range(len(INJECT)))
     strongest = PAPER_NAMES[INJECT[int(ease[c].argmax())]]
     print(f"{CLASSES[c]:11}{cells}{overall[c]:7.3f}  {strongest}")
     for j, la in enumerate(INJECT):  # strings: a class without noise has "—"
         glue(f"ease_{c}_{la}", f"{ease[c, j]:.3f}", display=False)
-        glue(f"fool_{c}_{la}", "—" if np.isnan(fool[c, j]) else f"{fool[c, j]:.1f}", display=False)
+        glue(f"fool_{c}_{la}", fg[j], display=False)
     glue(f"ease_{c}", f"{overall[c]:.3f}", display=False)
     glue(f"strongest_{c}", strongest, display=False)
 for c in range(10):
@@ -284,10 +288,12 @@ for k, v in summary.items():
 # ## Fig. 7C: a frog turned into a car
 #
 # The first test frog the CNN classifies as a frog gets the car's mean noise
-# activation, at the input and at conv3 (the paper's conv6). Shown: the
-# largest γ (the least injected) at which the CNN calls it a car, and the
-# image at that γ for the input (for conv3 only the prediction changes; the
-# image is the frog's own).
+# activation, at the input and at conv3 (the paper's conv6). Shown, with the
+# CNN's decision in each title: the frog, the car's mean noise image, the
+# frog mixed with it at the input, and the frog with the car's conv3 noise
+# activation injected (the image itself is unchanged), each at the largest γ
+# (the least injected) at which the CNN calls it a car, or at γ = 0.5 where
+# no γ does. A NaN mean noise image (no noise called a car) shows blank.
 
 # %%
 src, tgt = example_source, example_target
@@ -305,12 +311,22 @@ for layer in (INPUT, "conv3"):
                 if int(cnn(frog).argmax(1)) == tgt:
                     flips[layer] = float(g)
                     break
-g_in = flips[INPUT]
-mixed = frog[0] if g_in is None else (1 - g_in) * noise_mean[INPUT][tgt].float() + g_in * frog[0]
-plots.map_grid(torch.stack([frog[0], noise_mean[INPUT][tgt].float(), mixed]),
-               [f"{CLASSES[src]}", f"mean noise of {CLASSES[tgt]}",
-                f"γ = {g_in}: {CLASSES[tgt] if g_in is not None else 'never ' + CLASSES[tgt]}"],
-               ncols=3, size=2.0, normalize=False);
+def predicted(layer, g):
+    a = noise_mean[layer][tgt]
+    if not torch.isfinite(a).all():
+        return "no activation"
+    with torch.inference_mode(), inject(cnn, layer, a, g):
+        return CLASSES[int(cnn(frog).argmax(1))]
+
+
+shown = {la: 0.5 if g is None else g for la, g in flips.items()}  # γ shown: the flip, else 0.5
+car = noise_mean[INPUT][tgt].float()
+mixed = frog[0] if not torch.isfinite(car).all() else (1 - shown[INPUT]) * car + shown[INPUT] * frog[0]
+plots.map_grid(torch.stack([frog[0], car, mixed, frog[0]]),
+               [f"{CLASSES[src]}: {predicted(INPUT, 1.0)}", f"mean noise: {CLASSES[tgt]}",
+                f"input, γ = {shown[INPUT]:g}:\n{predicted(INPUT, shown[INPUT])}",
+                f"conv3 (conv6), γ = {shown['conv3']:g}:\n{predicted('conv3', shown['conv3'])}"],
+               ncols=4, size=2.0, normalize=False);
 
 # %% tags=["hide-input"]
 for layer, g in flips.items():

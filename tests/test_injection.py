@@ -118,7 +118,8 @@ def test_noise_means_per_predicted_class_match_a_direct_computation(model):
     got = noise_activations(model, layers, stimuli.WhiteNoise(SHAPE), n, seed=seed, batch_size=bs,
                             progress=False)
     # the same stream, drawn again: batch i from batch_generator(seed, i)
-    x = torch.cat([stimuli.WhiteNoise(SHAPE).sample(min(bs, n - i * bs), _stream.batch_generator(seed, i, "cpu"))
+    x = torch.cat([stimuli.WhiteNoise(SHAPE).sample(min(bs, n - i * bs),
+                                                    _stream.batch_generator(seed, i, "cpu"))
                    for i in range(3)])
     with torch.inference_mode(), models.record(model, "conv", "fc") as acts:
         pred = model(x).argmax(1)
@@ -142,7 +143,8 @@ def test_data_means_per_true_class_see_every_row_once(model, x):
     with torch.inference_mode(), models.record(model, "fc") as acts:
         model(x)
     for c in range(3):
-        torch.testing.assert_close(got.mean["fc"][c], acts["fc"][y == c].double().mean(0), rtol=1e-6, atol=1e-7)
+        want = acts["fc"][y == c].double().mean(0)
+        torch.testing.assert_close(got.mean["fc"][c], want, rtol=1e-6, atol=1e-7)
     assert got.mean["conv"][3].isnan().all()
     d = class_distances(got.mean["fc"])
     assert d[0, 1] == pytest.approx(float((got.mean["fc"][0] - got.mean["fc"][1]).norm()))

@@ -1,4 +1,6 @@
-"""Mean layer activations per class (the paper's Fig. 20), read without hooks; see :mod:`wna._injection`.
+"""Mean layer activations per class (the paper's Fig. 20), read without hooks.
+
+Used by :mod:`wna._injection`.
 
 Noise per *predicted* class (:func:`noise_activations`, an
 :class:`~wna.engine.Estimator` on the probe), real images per *true* class
@@ -49,7 +51,8 @@ class Prefix:
 
     def __init__(self, model: torch.nn.Module, layers):
         if not isinstance(model, torch.nn.Module):
-            raise ValueError(f"layer activations need a torch.nn.Module, got {type(model).__name__}")
+            raise ValueError("layer activations need a torch.nn.Module, "
+                             f"got {type(model).__name__}")
         children = list(model.named_children())
         names = [n for n, _ in children]
         self.layers = list(layers)
@@ -57,7 +60,8 @@ class Prefix:
             raise ValueError("need at least one layer")
         bad = [n for n in self.layers if n != INPUT and n not in names]
         if bad:
-            raise ValueError(f"no layer named {bad}: use {INPUT!r} or one of the model's children {names}")
+            raise ValueError(f"no layer named {bad}: use {INPUT!r} or one of the model's "
+                             f"children {names}")
         deepest = max((names.index(n) for n in self.layers if n != INPUT), default=-1)
         self.model, self.chain = model, children[:deepest + 1]
 
@@ -93,7 +97,8 @@ class _Rows:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor):
         self.images = torch.as_tensor(images, dtype=torch.float32)
         self.labels = torch.as_tensor(labels, dtype=torch.long)
-        if self.images.ndim < 2 or len(self.images) == 0 or self.labels.shape != (len(self.images),):
+        n = len(self.images)
+        if self.images.ndim < 2 or n == 0 or self.labels.shape != (n,):
             raise ValueError(f"need images (N, ...) with N > 0 and labels (N,), got "
                              f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
         self.shape = tuple(self.images.shape[1:])
@@ -104,7 +109,8 @@ class _Rows:
 
     def rows(self, start: int, n: int):
         if start + n > len(self.images):
-            raise ValueError(f"rows [{start}, {start + n}) of a data set of {len(self.images)}: run "
+            raise ValueError(f"rows [{start}, {start + n}) of a data set of "
+                             f"{len(self.images)}: run "
                              f"with n_samples <= {len(self.images)}")
         return self.images[start:start + n], self.labels[start:start + n]
 
@@ -132,7 +138,8 @@ class ActivationMeans:
 
     @property
     def mean(self) -> dict[str, torch.Tensor]:
-        """``{layer: (C, *shape)}`` mean activation per class; NaN where a class has no stimulus."""
+        """``{layer: (C, *shape)}`` mean activation per class; NaN where a class has no
+        stimulus."""
         out = {}
         for k, s in self.sums.items():
             m = s / self.count.to(torch.float64).reshape(-1, *([1] * (s.ndim - 1)))
@@ -162,7 +169,8 @@ class ActivationEstimator(Estimator):
                           source.sample(2, torch.Generator().manual_seed(0)).to(self.device))
         # a channels-last copy runs the chunks (about 1.5x faster on a CPU; checked chain above)
         self.layout = torch.contiguous_format
-        if self.device.type == "cpu" and any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+        convs = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        if self.device.type == "cpu" and convs:
             self.layout = torch.channels_last
             self.prefix = Prefix(copy.deepcopy(model).eval().to(memory_format=self.layout), layers)
 
@@ -183,20 +191,23 @@ class ActivationEstimator(Estimator):
             c = x[i:i + FAST_CHUNK].to(self.device)
             acts = self.prefix(c.contiguous(memory_format=self.layout) if c.ndim == 4 else c)
             g = group[i:i + FAST_CHUNK].to(self.device)
-            for n, a in acts.items():  # float32 sums of one chunk (serial index_add), added in float64
+            # float32 sums of one chunk (serial index_add), added in float64
+            for n, a in acts.items():
                 s = a.new_zeros((C, a[0].numel())).index_add_(0, g, a.flatten(1))
                 s = s.double().reshape(C, *a.shape[1:])
                 sums[f"sum:{n}"] = s if sums[f"sum:{n}"] is None else sums[f"sum:{n}"] + s
         if len(x) == 0:  # zero sums of the right shapes
             acts = self.prefix(x.new_zeros((1, *self.shape)).to(self.device))
-            sums = {f"sum:{n}": torch.zeros((C, *a.shape[1:]), dtype=torch.float64, device=self.device)
+            sums = {f"sum:{n}": torch.zeros((C, *a.shape[1:]), dtype=torch.float64,
+                                            device=self.device)
                     for n, a in acts.items()}
         return {**sums, "count": class_counts(group, C)}
 
     def finalize(self, sums, n, meta):
         group = "label" if isinstance(self.stimulus, _Rows) else "predicted"
         means = {k[4:]: v for k, v in sums.items() if k.startswith("sum:")}
-        return ActivationMeans({n_: means[n_] for n_ in self.prefix.layers}, sums["count"], n, group, meta)
+        means = {n_: means[n_] for n_ in self.prefix.layers}
+        return ActivationMeans(means, sums["count"], n, group, meta)
 
 
 def _probe(model, batch_size, fast, progress) -> tuple[Probe, bool]:
@@ -211,13 +222,15 @@ def _num_classes(probe: Probe, shape) -> int:
 
 
 def noise_activations(model, layers, stimulus, n_samples: int, *, seed: int = 0,
-                      batch_size: int = 4096, fast="auto", progress: bool = True) -> ActivationMeans:
+                      batch_size: int = 4096, fast="auto",
+                      progress: bool = True) -> ActivationMeans:
     """Mean activation of each of ``layers`` per *predicted* class over ``n_samples`` noise images
     drawn from ``stimulus`` (e.g. ``wna.stimuli.WhiteNoise((3, 32, 32))``). ``model``: a model or
     a :class:`wna.Probe` (one probe can then serve noise, data and more)."""
     probe, own = _probe(model, batch_size, fast, progress)
     try:
-        est = ActivationEstimator(probe.model, layers, stimulus, _num_classes(probe, stimulus.shape))
+        C = _num_classes(probe, stimulus.shape)
+        est = ActivationEstimator(probe.model, layers, stimulus, C)
         return probe.run(est, n_samples, seed=seed, desc="noise activations")
     finally:
         if own:
@@ -225,7 +238,8 @@ def noise_activations(model, layers, stimulus, n_samples: int, *, seed: int = 0,
 
 
 def data_activations(model, layers, images, labels, *, num_classes: int | None = None,
-                     batch_size: int = 4096, fast="auto", progress: bool = True) -> ActivationMeans:
+                     batch_size: int = 4096, fast="auto",
+                     progress: bool = True) -> ActivationMeans:
     """Mean activation of each of ``layers`` per *true* class over a data set (every row once)."""
     rows = _Rows(images, labels)
     probe, own = _probe(model, batch_size, fast, progress)

@@ -1,4 +1,4 @@
-"""Activation injection (the paper's §3.3 end, Figs. 7C, 20 and 21), re-exported by :mod:`wna.attack`.
+"""Activation injection (the paper's §3.3 end, Figs. 7C, 20, 21); re-exported by :mod:`wna.attack`.
 
 Mean layer activations of noise per predicted class and of real images per
 true class come from :mod:`wna._activations` (Fig. 20). :func:`inject`
@@ -35,14 +35,16 @@ GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))  # γ = 0, 0.1, ..., 1 (as 
 
 
 def _gamma(gamma) -> float:
-    if isinstance(gamma, bool) or not isinstance(gamma, numbers.Real) or not 0 <= float(gamma) <= 1:
+    number = isinstance(gamma, numbers.Real) and not isinstance(gamma, bool)
+    if not number or not 0 <= float(gamma) <= 1:
         raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
     return float(gamma)
 
 
 class Injection:
-    """A hook that mixes ``activation`` into a layer's output: ``(1 - γ) a + γ out`` (``torch.lerp``,
-    exact at both ends; γ = 1 leaves the output untouched). As a pre-hook on the model it mixes the
+    """A hook that mixes ``activation`` into a layer's output: ``(1 - γ) a + γ out``
+    (``torch.lerp``, exact at both ends; γ = 1 leaves the output untouched). As a pre-hook on
+    the model it mixes the
     model's input. The holder is shared, never copied (a deep copy of a hooked model shares it), so
     changing :meth:`set` changes every copy's injection."""
 
@@ -54,7 +56,8 @@ class Injection:
     def set(self, activation, gamma) -> None:
         a = torch.as_tensor(activation)
         if not bool(torch.isfinite(a).all()):
-            raise ValueError("the activation has NaN or inf values (a class that received no noise?)")
+            raise ValueError("the activation has NaN or inf values "
+                             "(a class that received no noise?)")
         self.activation, self.gamma = a, _gamma(gamma)
 
     def __deepcopy__(self, memo):
@@ -63,8 +66,9 @@ class Injection:
     def _mix(self, out):
         if self.gamma == 1.0 or self.activation is None:
             return None
-        if not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != tuple(self.activation.shape):
-            raise ValueError(f"the activation has shape {tuple(self.activation.shape)}, the layer's output "
+        want = tuple(self.activation.shape)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != want:
+            raise ValueError(f"the activation has shape {want}, the layer's output "
                              f"{tuple(getattr(out, 'shape', ()))[1:]} per image")
         a = self.activation.to(out.device, out.dtype).expand_as(out)
         return torch.lerp(a, out, self.gamma) if self.gamma > 0 else a.contiguous()
@@ -83,7 +87,8 @@ def _hook(model: torch.nn.Module, layer: str, holder: Injection):
         return model.register_forward_pre_hook(holder)
     modules = dict(model.named_modules())
     if not layer or layer not in modules:
-        raise ValueError(f"no layer named {layer!r}; use {INPUT!r} or one of {[n for n in modules if n]}")
+        names = [n for n in modules if n]
+        raise ValueError(f"no layer named {layer!r}; use {INPUT!r} or one of {names}")
     return modules[layer].register_forward_hook(holder)
 
 
@@ -131,7 +136,8 @@ class _Decisions(Estimator):
 class InjectionSweep:
     """Fig. 21 for one layer: ``ratio[c, j]``, the share of the images not of class ``c`` that are
     classified as ``c`` when ``c``'s activation is injected at ``gammas[j]`` (NaN: no activation).
-    ``confusion[c, j]``: the ``(true, predicted)`` counts; ``meta``: seconds, stimuli_per_second."""
+    ``confusion[c, j]``: the ``(true, predicted)`` counts; ``meta``: seconds,
+    stimuli_per_second."""
 
     layer: str
     gammas: np.ndarray
@@ -154,12 +160,14 @@ def misclassification_ratio(confusion: np.ndarray, target: int) -> float:
     ``confusion[true, predicted]``."""
     confusion = np.asarray(confusion)
     others = confusion.sum() - confusion[target].sum()
-    return float((confusion[:, target].sum() - confusion[target, target]) / others) if others else np.nan
+    if not others:
+        return np.nan
+    return float((confusion[:, target].sum() - confusion[target, target]) / others)
 
 
 def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMAS, *,
                     batch_size: int = 4096, fast="auto", progress: bool = True) -> InjectionSweep:
-    """Fig. 21 for one ``layer``: every class's ``activations[c]`` injected at every γ into ``images``.
+    """Fig. 21 for one ``layer``: each ``activations[c]`` injected at each γ into ``images``.
 
     One private copy of ``model`` carries a permanent hook whose activation
     and γ are changed between runs; one :class:`wna.Probe` on it (one fast
@@ -168,7 +176,8 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
     was assigned to it) gets NaN ratios.
     """
     if fast in ("compile", "onnx"):
-        raise ValueError(f"fast={fast!r} freezes the model; injection needs 'auto', 'eager' or 'off'")
+        raise ValueError(f"fast={fast!r} freezes the model; injection needs 'auto', 'eager' "
+                         "or 'off'")
     gammas = np.array([_gamma(g) for g in gammas], dtype=np.float64)
     if gammas.size == 0:
         raise ValueError("need at least one gamma")
@@ -184,7 +193,8 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
     t0 = time.perf_counter()
     from tqdm import tqdm
     with Probe(hooked, fast=fast, batch_size=batch_size, progress=False) as probe, \
-            tqdm(total=C * len(gammas), desc=f"injection {layer}", unit="cell", disable=not progress) as bar:
+            tqdm(total=C * len(gammas), desc=f"injection {layer}", unit="cell",
+                 disable=not progress) as bar:
         for c in range(C):
             if not bool(torch.isfinite(activations[c]).all()):
                 bar.update(len(gammas))
@@ -201,7 +211,8 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
                 ratio[c, j] = misclassification_ratio(confusion[c, j], c)
                 bar.update()
     seconds = time.perf_counter() - t0
-    meta = {"seconds": seconds, "stimuli_per_second": n / max(seconds, 1e-9), "n_images": len(rows.images),
+    meta = {"seconds": seconds, "stimuli_per_second": n / max(seconds, 1e-9),
+            "n_images": len(rows.images),
             "stimuli": n, "fast_path": fast_path, "data": repr(rows)}
     return InjectionSweep(layer, gammas, ratio, confusion, meta)
 
@@ -221,7 +232,7 @@ def channel_maps(mean: torch.Tensor) -> torch.Tensor:
 
 
 def plot_ratios(sweeps: dict, class_names, size=(3.0, 2.6)):
-    """Fig. 21: the misclassification ratio against γ, one panel per layer ``{title: InjectionSweep}``,
+    """Fig. 21: the misclassification ratio against γ, a panel per layer (``{title: sweep}``),
     one line per class (classes without an activation left out)."""
     import matplotlib.pyplot as plt
 
