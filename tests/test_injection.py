@@ -182,3 +182,18 @@ def test_the_sweep_matches_a_hand_count_with_inject(model, layer):
     for c in (0, 1, 3):
         above = [gm for gm, r in zip(gammas, sweeps["off"].ratio[c]) if r >= 0.5]
         assert (np.isnan(thr[c]) and not above) or thr[c] == max(above)
+
+
+def test_noise_means_are_bitwise_the_same_whatever_the_thread_count(model):
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for t in (1, 2):
+            torch.set_num_threads(t)
+            out.append(noise_activations(model, ["conv", "fc"], stimuli.WhiteNoise(SHAPE), 3000,
+                                         seed=4, batch_size=500, progress=False))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(out[0].count, out[1].count)
+    for layer in ("conv", "fc"):
+        assert torch.equal(out[0].sums[layer], out[1].sums[layer])
