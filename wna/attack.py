@@ -13,3 +13,8 @@
 """
 
 from __future__ import annotations
+
+from ._injection import *  # noqa: E402,F401,F403 (activation injection: Figs. 7C, 20, 21)
+from ._injection import __all__ as _injection_all  # noqa: E402
+
+__all__ = [*globals().get("__all__", []), *_injection_all]

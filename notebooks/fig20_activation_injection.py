@@ -1,0 +1,360 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Figures 7C, 20 and 21: mean layer activations and activation injection
+#
+# This notebook reproduces **Figures 20 and 21** of Borji & Lin (2020) and the
+# example of **Figure 7C** (end of §3.3). White noise goes through the CIFAR-10
+# CNN of Fig. 3, and the mean activation of each layer over the noise images
+# the CNN assigns to a class is that class's *noise activation* (Fig. 20, left);
+# the same means over the real test images of each class are its *real
+# activations* (Fig. 20, right). The paper finds the two most alike in the fully
+# connected layer, which also separates the classes most (the mean L2 distance
+# between classes per layer, Fig. 20 bottom).
+#
+# Fig. 21 then *injects* a class's noise activation into real images: the
+# layer's output is replaced by
+#
+# $$(1 - \gamma)\, \bar a_c + \gamma\, a(x),$$
+#
+# $\bar a_c$ the mean noise activation of class $c$ and $a(x)$ the image's own
+# activation, at the paper's conv6, conv4, conv2 and at the input (the class's
+# mean noise image mixed into the image). The misclassification ratio is the
+# share of the images *not* of class $c$ that the CNN then calls $c$. The paper
+# reports, in words, that "for some classes (e.g., cat or bird) it is easy to
+# impact the network, whereas for some others (e.g., horse) it is harder", and
+# that "for different objects, different layers have more influence". Fig. 7C
+# turns a frog into a car this way.
+#
+# **Layer names.** Our `CifarCNN` (the paper's Fig. 11) has three blocks
+# `conv1`, `conv2`, `conv3` of two convolutions each; a block's output (after
+# its second convolution's ReLU, before pooling) is the paper's conv2, conv4
+# and conv6. The paper's "fc" is `fc_layer1`'s output (the 512 units before
+# the decision layer).
+
+# %% tags=["parameters"]
+n_noise = 1_000_000  # white-noise images for the noise activations (not stated in the paper)
+n_images = 10_000  # test images per cell of Fig. 21 (not stated: all of them)
+n_real = None  # test images for the real activations (None: all 10,000)
+n_gammas = 11  # levels of γ from 0 to 1 in equal steps
+example_source = 6  # Fig. 7C: a frog ...
+example_target = 1  # ... turned into a car (automobile)
+cifar_epochs = 30
+cifar_width = 1.0
+train_seed = 1
+n_train = None
+seed = 0
+batch_size = 4096
+profile = "paper"
+
+# %%
+import numpy as np
+import torch
+
+from wna import Probe, data, plots, stimuli, zoo
+from wna.attack import (INPUT, channel_maps, data_activations, inject, injection_sweep,
+                        mean_class_distance, noise_activations, plot_ratios)
+
+plots.setup()
+CLASSES = data.CIFAR10_CLASSES
+x_test, y_test = data.cifar10(train=False)
+gammas = np.linspace(0.0, 1.0, n_gammas).round(3)
+PAPER_NAMES = {INPUT: "input", "conv1": "conv2", "conv2": "conv4", "conv3": "conv6",
+               "fc_layer1": "fc"}
+LAYERS = list(PAPER_NAMES)  # Fig. 20
+INJECT = ["conv3", "conv2", "conv1", INPUT]  # Fig. 21: conv6, conv4, conv2, input
+
+# %% tags=["remove-cell"]
+from myst_nb import glue
+
+glue("profile", profile, display=False)
+glue("n_noise", f"{n_noise:,}", display=False)
+glue("n_real", f"{len(x_test[:n_real]):,}", display=False)
+glue("cifar_epochs", cifar_epochs, display=False)
+glue("cifar_width", float(cifar_width), display=False)
+
+# %% [markdown]
+# ## The model and the mean activations (Fig. 20)
+#
+# The CNN is Fig. 3's (`zoo.load("cifar_cnn", ...)`, trained once and cached).
+# One `Probe` streams the noise (grouped by the CNN's decision) and the test
+# set (grouped by the true class); each layer's activations are read by
+# running the model's blocks in order, checked once against a forward hook.
+
+# %%
+cnn = zoo.load("cifar_cnn", epochs=cifar_epochs, width=cifar_width, seed=train_seed,
+               n_train=n_train)
+with Probe(cnn, batch_size=batch_size) as p:
+    noise = noise_activations(p, LAYERS, stimuli.WhiteNoise((3, 32, 32)), n_noise, seed=seed)
+    real = data_activations(p, LAYERS, x_test[:n_real], y_test[:n_real])
+noise_mean, real_mean = noise.mean, real.mean
+
+# %% tags=["hide-input"]
+print(f"CNN: width {cifar_width:g}, {cifar_epochs} epochs, test accuracy "
+      f"{100 * cnn.test_accuracy:.2f}%")
+print("noise images per predicted class:",
+      ", ".join(f"{c} {int(k):,}" for c, k in zip(CLASSES, noise.count)))
+empty = [CLASSES[c] for c in range(10) if noise.count[c] == 0]
+print(f"classes without a noise image (no noise activation): {', '.join(empty) or 'none'}")
+print(f"noise activations: {noise.meta['stimuli_per_second']:,.0f} images/s")
+glue("cnn_acc", round(100 * cnn.test_accuracy, 2), display=False)
+glue("empty_classes", ", ".join(empty) or "none", display=False)
+glue("n_empty", len(empty), display=False)
+top = int(noise.count.argmax())
+glue("top_name", CLASSES[top], display=False)
+glue("top_share", round(100 * float(noise.count[top]) / noise.n, 1), display=False)
+
+# %% [markdown]
+# Each panel: one layer's mean activation per class, averaged over the
+# layer's channels (the fc layer's units laid out as a grid; the input in
+# colour), each map min-max normalised. Top row noise (by predicted class,
+# with the number of noise images), bottom row real test images (by class).
+
+# %%
+for layer in LAYERS:
+    maps = torch.cat([channel_maps(noise_mean[layer]), channel_maps(real_mean[layer])])
+    titles = ([f"{CLASSES[c]}\nnoise ({int(noise.count[c]):,})" for c in range(10)]
+              + [f"{CLASSES[c]}\nreal" for c in range(10)])
+    plots.map_grid(maps, titles, ncols=10, size=1.3,
+                   suptitle=f"{layer} (the paper's {PAPER_NAMES[layer]})")
+
+# %% [markdown]
+# How alike are noise and real activations? Per layer, the cosine between a
+# class's mean noise activation and its mean real activation, averaged over
+# the classes that received noise, as they are and as *contrasts* (each
+# class's mean minus the mean over those classes: what sets a class apart;
+# a raw mean is dominated by what all classes share, e.g. a grey input);
+# and Fig. 20's bottom panel, the mean L2
+# distance between the mean activations of two different classes (also per
+# unit, divided by the square root of the layer's size, since the layers
+# differ in size).
+
+# %%
+def cosine(a, b):
+    a, b = a.flatten(1), b.flatten(1)
+    return torch.nn.functional.cosine_similarity(a, b, dim=1)
+
+
+has_noise = noise.count > 0
+similarity = {la: float(cosine(noise_mean[la][has_noise], real_mean[la][has_noise]).mean())
+              for la in LAYERS}
+
+
+def contrast(m):
+    return m[has_noise] - m[has_noise].mean(0)
+
+
+contrast_sim = {la: float(cosine(contrast(noise_mean[la]), contrast(real_mean[la])).mean())
+                for la in LAYERS}
+dist = {"noise": mean_class_distance(noise), "real": mean_class_distance(real)}
+per_unit = {"noise": mean_class_distance(noise, True), "real": mean_class_distance(real, True)}
+
+# %%
+import matplotlib.pyplot as plt
+
+fig, axes = plt.subplots(1, 3, figsize=(11, 3))
+width = 0.4
+names = [PAPER_NAMES[la] for la in LAYERS]
+for kind in ("noise", "real"):
+    axes[0].plot(names, [dist[kind][la] for la in LAYERS], marker="o", label=kind)
+    axes[1].plot(names, [per_unit[kind][la] for la in LAYERS], marker="o", label=kind)
+at = np.arange(len(LAYERS))
+axes[2].bar(at - width / 2, [similarity[la] for la in LAYERS], width, label="means")
+axes[2].bar(at + width / 2, [contrast_sim[la] for la in LAYERS], width, label="contrasts")
+axes[2].set_xticks(at, names)
+axes[2].legend(fontsize=8)
+for ax, t in zip(axes, ["mean L2 distance between classes", "the same, per unit",
+                        "cosine(noise mean, real mean)"]):
+    ax.set_title(t, fontsize=9)
+    ax.tick_params(labelsize=8)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+
+# %% tags=["hide-input"]
+print(f"{'layer':10} {'paper':6} {'L2 noise':>9} {'L2 real':>9} {'/unit noise':>11} "
+      f"{'/unit real':>10} {'cosine':>7} {'contrast':>8}")
+for la in LAYERS:
+    print(f"{la:10} {PAPER_NAMES[la]:6} {dist['noise'][la]:9.3f} {dist['real'][la]:9.3f} "
+          f"{per_unit['noise'][la]:11.4f} {per_unit['real'][la]:10.4f} {similarity[la]:7.3f} "
+          f"{contrast_sim[la]:8.3f}")
+    glue(f"dist_noise_{la}", round(dist["noise"][la], 3), display=False)
+    glue(f"dist_real_{la}", round(dist["real"][la], 3), display=False)
+    glue(f"unit_noise_{la}", round(per_unit["noise"][la], 4), display=False)
+    glue(f"unit_real_{la}", round(per_unit["real"][la], 4), display=False)
+    glue(f"cos_{la}", round(similarity[la], 3), display=False)
+    glue(f"ccos_{la}", round(contrast_sim[la], 3), display=False)
+
+
+def top_layer(d):
+    return PAPER_NAMES[max(LAYERS, key=lambda la: d[la])]
+
+
+claims = {"most_alike": top_layer(contrast_sim), "most_alike_raw": top_layer(similarity),
+          "dist_top_noise": top_layer(dist["noise"]),
+          "dist_top_real": top_layer(dist["real"]),
+          "unit_top_noise": top_layer(per_unit["noise"]),
+          "unit_top_real": top_layer(per_unit["real"])}
+for k, v in claims.items():
+    print(f"{k}: {v}")
+    glue(k, v, display=False)
+
+# %% [markdown]
+# ## Injection (Fig. 21)
+#
+# For each layer, each class with a noise activation and each γ, the first
+# `n_images` test images go through the CNN with the class's mean noise
+# activation injected (a forward hook on a private copy of the model, whose
+# activation and γ change between runs: one engine per layer). At γ = 1 the
+# images are untouched; at γ = 0 every image carries the class's activation
+# alone. A class without a noise image has no curve.
+
+# %%
+xs, ys = x_test[:n_images], y_test[:n_images]
+sweeps = {layer: injection_sweep(cnn, layer, noise_mean[layer], xs, ys, gammas,
+                                 batch_size=batch_size) for layer in INJECT}
+plot_ratios({f"{la} (paper's {PAPER_NAMES[la]})": s for la, s in sweeps.items()}, CLASSES);
+
+# %% tags=["hide-input"]
+n_cells = sum(s.meta["stimuli"] for s in sweeps.values())
+seconds = sum(s.meta["seconds"] for s in sweeps.values())
+print(f"{n_cells:,} injected images in {seconds:.0f} s: {n_cells / seconds:,.0f} images/s "
+      f"(fast path: {sweeps[INJECT[0]].meta['fast_path']})")
+glue("n_images", f"{len(xs):,}", display=False)
+glue("n_gammas", int(n_gammas), display=False)
+
+# %% [markdown]
+# The paper's words as numbers. *Ease* of a class at a layer: the mean
+# misclassification ratio over the γ grid (the area under its curve); *fooling
+# γ*: the largest γ (the most real image) at which at least half of the other
+# classes' images are called the class (— where none is). A class's overall
+# ease is its mean over the four layers; its *strongest layer* is the one with
+# the largest ease.
+
+# %% tags=["hide-input"]
+ease = np.stack([sweeps[la].ratio.mean(1) for la in INJECT], 1)  # (class, layer)
+fool = np.stack([sweeps[la].fooling_gamma(0.5) for la in INJECT], 1)
+measured = [c for c in range(10) if not np.isnan(ease[c]).any()]
+overall = {c: float(ease[c].mean()) for c in measured}
+ranked = sorted(measured, key=lambda c: -overall[c])
+print(f"{'class':11}" + "".join(f"{PAPER_NAMES[la]:>14}" for la in INJECT)
+      + f"{'ease':>7}  strongest")
+for c in range(10):
+    if c not in measured:
+        print(f"{CLASSES[c]:11} no noise image: not measured")
+        continue
+    fg = ["—" if np.isnan(f) else f"{f:.1f}" for f in fool[c]]
+    cells = "".join(f"{ease[c, j]:7.3f} γ {fg[j]:>3} "
+                    for j in range(len(INJECT)))
+    strongest = PAPER_NAMES[INJECT[int(ease[c].argmax())]]
+    print(f"{CLASSES[c]:11}{cells}{overall[c]:7.3f}  {strongest}")
+    for j, la in enumerate(INJECT):  # strings: a class without noise has "—"
+        glue(f"ease_{c}_{la}", f"{ease[c, j]:.3f}", display=False)
+        glue(f"fool_{c}_{la}", fg[j], display=False)
+    glue(f"ease_{c}", f"{overall[c]:.3f}", display=False)
+    glue(f"strongest_{c}", strongest, display=False)
+for c in range(10):
+    if c not in measured:
+        for j, la in enumerate(INJECT):
+            glue(f"ease_{c}_{la}", "—", display=False)
+            glue(f"fool_{c}_{la}", "—", display=False)
+        glue(f"ease_{c}", "—", display=False)
+        glue(f"strongest_{c}", "no noise image", display=False)
+
+
+def rank(c):
+    return f"{ranked.index(c) + 1} of {len(ranked)}" if c in ranked else "not measured"
+
+
+strongest_layers = {PAPER_NAMES[INJECT[int(ease[c].argmax())]] for c in measured}
+summary = {"easiest": CLASSES[ranked[0]], "hardest": CLASSES[ranked[-1]],
+           "rank_cat": rank(3), "rank_bird": rank(2), "rank_horse": rank(7),
+           "n_measured": len(measured), "n_strongest_layers": len(strongest_layers),
+           "strongest_layers": ", ".join(sorted(strongest_layers))}
+for k, v in summary.items():
+    print(f"{k}: {v}")
+    glue(k, v, display=False)
+
+# %% [markdown]
+# ## Fig. 7C: a frog turned into a car
+#
+# The first test frog the CNN classifies as a frog gets the car's mean noise
+# activation, at the input and at conv3 (the paper's conv6). Shown, with the
+# CNN's decision in each title: the frog, the car's mean noise image, the
+# frog mixed with it at the input, and the frog with the car's conv3 noise
+# activation injected (the image itself is unchanged), each at the largest γ
+# (the least injected) at which the CNN calls it a car, or at γ = 0.5 where
+# no γ does. A NaN mean noise image (no noise called a car) shows blank.
+
+# %%
+src, tgt = example_source, example_target
+frogs = (y_test == src).nonzero()[:, 0]
+with torch.inference_mode():
+    pred = cnn.eval()(x_test[frogs[:200]]).argmax(1)
+frog = x_test[frogs[:200][pred == src][0]][None]
+flips = {}
+for layer in (INPUT, "conv3"):
+    a = noise_mean[layer][tgt]
+    flips[layer] = None
+    if torch.isfinite(a).all():
+        for g in sorted(gammas, reverse=True):
+            with torch.inference_mode(), inject(cnn, layer, a, float(g)):
+                if int(cnn(frog).argmax(1)) == tgt:
+                    flips[layer] = float(g)
+                    break
+def predicted(layer, g):
+    a = noise_mean[layer][tgt]
+    if not torch.isfinite(a).all():
+        return "no activation"
+    with torch.inference_mode(), inject(cnn, layer, a, g):
+        return CLASSES[int(cnn(frog).argmax(1))]
+
+
+shown = {la: 0.5 if g is None else g for la, g in flips.items()}  # γ shown: the flip, else 0.5
+car = noise_mean[INPUT][tgt].float()
+mixed = frog[0] if not torch.isfinite(car).all() else (1 - shown[INPUT]) * car + shown[INPUT] * frog[0]
+plots.map_grid(torch.stack([frog[0], car, mixed, frog[0]]),
+               [f"{CLASSES[src]}: {predicted(INPUT, 1.0)}", f"mean noise: {CLASSES[tgt]}",
+                f"input, γ = {shown[INPUT]:g}:\n{predicted(INPUT, shown[INPUT])}",
+                f"conv3 (conv6), γ = {shown['conv3']:g}:\n{predicted('conv3', shown['conv3'])}"],
+               ncols=4, size=2.0, normalize=False);
+
+# %% tags=["hide-input"]
+for layer, g in flips.items():
+    text = "never" if g is None else f"γ = {g:.1f}"
+    print(f"{CLASSES[src]} called {CLASSES[tgt]} with its activation injected at "
+          f"{layer} ({PAPER_NAMES[layer]}): largest such {text}")
+    glue(f"flip_{layer}", "never" if g is None else f"{g:.1f}", display=False)
+if not torch.isfinite(noise_mean[INPUT][tgt]).all():
+    print(f"{CLASSES[tgt]} received no noise image: nothing to inject")
+
+# %% [markdown]
+# ## The paper's claims, checked
+
+# %% tags=["hide-input"]
+def yes(ok, measured=True):
+    return "not measured" if not measured else ("yes" if ok else "no")
+
+
+easy = [c for c in (3, 2) if c in ranked]  # cat, bird: in the easier half?
+agree = {
+    "most_alike": yes(claims["most_alike"] == "fc"),
+    "dist_noise": yes(claims["dist_top_noise"] == "fc"),
+    "dist_real": yes(claims["dist_top_real"] == "fc"),
+    "easy": yes(all(ranked.index(c) < len(ranked) / 2 for c in easy), bool(easy)),
+    "horse": yes(7 in ranked and ranked.index(7) >= len(ranked) / 2, 7 in ranked),
+    "layers": yes(len(strongest_layers) > 1),
+    "frog": yes(flips["conv3"] is not None),
+}
+for k, v in agree.items():
+    print(f"{k}: {v}")
+    glue(f"agree_{k}", v, display=False)

@@ -1,0 +1,253 @@
+"""Activation injection (the paper's §3.3 end, Figs. 7C, 20, 21); re-exported by :mod:`wna.attack`.
+
+Mean layer activations of noise per predicted class and of real images per
+true class come from :mod:`wna._activations` (Fig. 20). :func:`inject`
+replaces a layer's output by ``(1 - γ) a + γ output`` inside a block (a
+forward hook, always removed); :func:`injection_sweep` measures Fig. 21's
+misclassification ratio for every class and γ through one engine per layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import numbers
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ._activations import *  # noqa: F401,F403
+from ._activations import INPUT, _Rows
+from ._activations import __all__ as _activations_all
+from .engine import Estimator, Probe, class_counts
+from .models import decide
+
+__all__ = [*_activations_all, "GAMMAS", "Injection", "inject", "InjectionSweep", "injection_sweep",
+           "misclassification_ratio", "channel_maps", "plot_ratios"]
+
+GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))  # γ = 0, 0.1, ..., 1 (as Table 2)
+
+# --------------------------------------------------------------------------
+# Injection
+# --------------------------------------------------------------------------
+
+
+def _gamma(gamma) -> float:
+    number = isinstance(gamma, numbers.Real) and not isinstance(gamma, bool)
+    if not number or not 0 <= float(gamma) <= 1:
+        raise ValueError(f"gamma must be a number in [0, 1], got {gamma!r}")
+    return float(gamma)
+
+
+class Injection:
+    """A hook that mixes ``activation`` into a layer's output: ``(1 - γ) a + γ out``
+    (``torch.lerp``, exact at both ends; γ = 1 leaves the output untouched). As a pre-hook on
+    the model it mixes the
+    model's input. The holder is shared, never copied (a deep copy of a hooked model shares it), so
+    changing :meth:`set` changes every copy's injection."""
+
+    def __init__(self, activation=None, gamma: float = 1.0):
+        self.activation, self.gamma = None, 1.0
+        if activation is not None:
+            self.set(activation, gamma)
+
+    def set(self, activation, gamma) -> None:
+        a = torch.as_tensor(activation)
+        if not bool(torch.isfinite(a).all()):
+            raise ValueError("the activation has NaN or inf values "
+                             "(a class that received no noise?)")
+        self.activation, self.gamma = a, _gamma(gamma)
+
+    def __deepcopy__(self, memo):
+        return self
+
+    def _mix(self, out):
+        if self.gamma == 1.0 or self.activation is None:
+            return None
+        want = tuple(self.activation.shape)
+        if not isinstance(out, torch.Tensor) or tuple(out.shape[1:]) != want:
+            raise ValueError(f"the activation has shape {want}, the layer's output "
+                             f"{tuple(getattr(out, 'shape', ()))[1:]} per image")
+        a = self.activation.to(out.device, out.dtype).expand_as(out)
+        return torch.lerp(a, out, self.gamma) if self.gamma > 0 else a.contiguous()
+
+    def __call__(self, module, args, output=None):
+        if output is None:  # a forward pre-hook on the model: mix its input
+            x = self._mix(args[0])
+            return None if x is None else (x, *args[1:])
+        return self._mix(output)
+
+
+def _hook(model: torch.nn.Module, layer: str, holder: Injection):
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"injection needs a torch.nn.Module, got {type(model).__name__}")
+    if layer == INPUT:
+        return model.register_forward_pre_hook(holder)
+    modules = dict(model.named_modules())
+    if not layer or layer not in modules:
+        names = [n for n in modules if n]
+        raise ValueError(f"no layer named {layer!r}; use {INPUT!r} or one of {names}")
+    return modules[layer].register_forward_hook(holder)
+
+
+@contextlib.contextmanager
+def inject(model: torch.nn.Module, layer: str, activation, gamma: float):
+    """Inside the block, ``layer``'s output is ``(1 - gamma) * activation + gamma * output``.
+
+    ``layer``: a submodule's name, or ``"input"`` (the model's input is mixed).
+    ``activation``: one image's activation (the output's shape without the
+    batch axis), e.g. a class's mean noise activation. The hook is removed on
+    exit, also when the block raises. Yields the :class:`Injection`.
+    """
+    holder = Injection(activation, gamma)
+    handle = _hook(model, layer, holder)
+    try:
+        yield holder
+    finally:
+        handle.remove()
+
+
+class _Decisions(Estimator):
+    """Confusion counts ``(true, predicted)`` of a labelled data set, streamed in order."""
+
+    name = "injection_decisions"
+
+    def __init__(self, rows: _Rows, num_classes: int):
+        super().__init__(rows)
+        self.num_classes = num_classes
+
+    def sample_at(self, start, n, generator):
+        return self.stimulus.rows(start, min(n, len(self.stimulus.images) - start))
+
+    def update(self, stimuli, outputs):
+        pred, C = decide(outputs)
+        if C != self.num_classes:
+            raise ValueError(f"the model has {C} classes, expected {self.num_classes}")
+        cells = stimuli[1].to(pred.device) * C + pred
+        return {"confusion": class_counts(cells, C * C).reshape(C, C)}
+
+    def finalize(self, sums, n, meta):
+        return sums["confusion"], meta
+
+
+@dataclass
+class InjectionSweep:
+    """Fig. 21 for one layer: ``ratio[c, j]``, the share of the images not of class ``c`` that are
+    classified as ``c`` when ``c``'s activation is injected at ``gammas[j]`` (NaN: no activation).
+    ``confusion[c, j]``: the ``(true, predicted)`` counts; ``meta``: seconds,
+    stimuli_per_second."""
+
+    layer: str
+    gammas: np.ndarray
+    ratio: np.ndarray
+    confusion: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def fooling_gamma(self, level: float = 0.5) -> np.ndarray:
+        """Per class, the largest γ (the most real image) at which the ratio is ``>= level``;
+        NaN where no γ reaches it."""
+        out = np.full(len(self.ratio), np.nan)
+        for c, r in enumerate(self.ratio):
+            hit = self.gammas[np.nan_to_num(r, nan=-1.0) >= level]
+            out[c] = hit.max() if hit.size else np.nan
+        return out
+
+
+def misclassification_ratio(confusion: np.ndarray, target: int) -> float:
+    """Images not of ``target`` classified as ``target`` over images not of ``target``;
+    ``confusion[true, predicted]``."""
+    confusion = np.asarray(confusion)
+    others = confusion.sum() - confusion[target].sum()
+    if not others:
+        return np.nan
+    return float((confusion[:, target].sum() - confusion[target, target]) / others)
+
+
+def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMAS, *,
+                    batch_size: int = 4096, fast="auto", progress: bool = True) -> InjectionSweep:
+    """Fig. 21 for one ``layer``: each ``activations[c]`` injected at each γ into ``images``.
+
+    One private copy of ``model`` carries a permanent hook whose activation
+    and γ are changed between runs; one :class:`wna.Probe` on it (one fast
+    copy, sharing the hook's holder) serves the whole sweep. The caller's
+    model is never hooked. A class whose activation has NaN (no noise image
+    was assigned to it) gets NaN ratios.
+    """
+    if fast in ("compile", "onnx"):
+        raise ValueError(f"fast={fast!r} freezes the model; injection needs 'auto', 'eager' "
+                         "or 'off'")
+    gammas = np.array([_gamma(g) for g in gammas], dtype=np.float64)
+    if gammas.size == 0:
+        raise ValueError("need at least one gamma")
+    rows = _Rows(images, labels)
+    activations = torch.as_tensor(activations, dtype=torch.float32)
+    C = len(activations)
+    hooked = copy.deepcopy(model).eval()
+    holder = Injection()
+    _hook(hooked, layer, holder)
+    ratio = np.full((C, len(gammas)), np.nan)
+    confusion = np.zeros((C, len(gammas), C, C), dtype=np.int64)
+    est, n, fast_path, plain = _Decisions(rows, C), 0, None, None
+    t0 = time.perf_counter()
+    from tqdm import tqdm
+    with Probe(hooked, fast=fast, batch_size=batch_size, progress=False) as probe, \
+            tqdm(total=C * len(gammas), desc=f"injection {layer}", unit="cell",
+                 disable=not progress) as bar:
+        for c in range(C):
+            if not bool(torch.isfinite(activations[c]).all()):
+                bar.update(len(gammas))
+                continue
+            for j, g in enumerate(gammas):
+                if g == 1.0 and plain is not None:  # γ = 1 is the plain model whatever the class
+                    confusion[c, j] = plain
+                else:
+                    holder.set(activations[c], g)
+                    conf, meta = probe.run(est, len(rows.images))
+                    confusion[c, j] = conf.numpy()
+                    n, fast_path = n + len(rows.images), meta["fast_path"]
+                    plain = confusion[c, j] if g == 1.0 else plain
+                ratio[c, j] = misclassification_ratio(confusion[c, j], c)
+                bar.update()
+    seconds = time.perf_counter() - t0
+    meta = {"seconds": seconds, "stimuli_per_second": n / max(seconds, 1e-9),
+            "n_images": len(rows.images),
+            "stimuli": n, "fast_path": fast_path, "data": repr(rows)}
+    return InjectionSweep(layer, gammas, ratio, confusion, meta)
+
+
+def channel_maps(mean: torch.Tensor) -> torch.Tensor:
+    """Mean activations ``(C, *shape)`` as images for display: a convolution's maps averaged over
+    channels ``(C, H, W)``, an RGB input kept ``(C, 3, H, W)``, a vector of D units laid out as a
+    ``(C, h, D / h)`` grid (h the largest divisor of D up to sqrt(D))."""
+    mean = torch.as_tensor(mean)
+    if mean.ndim == 4 and mean.shape[1] != 3:
+        return mean.mean(1)
+    if mean.ndim == 2:
+        d = mean.shape[1]
+        h = max(k for k in range(1, int(d ** 0.5) + 1) if d % k == 0)
+        return mean.reshape(len(mean), h, d // h)
+    return mean
+
+
+def plot_ratios(sweeps: dict, class_names, size=(3.0, 2.6)):
+    """Fig. 21: the misclassification ratio against γ, a panel per layer (``{title: sweep}``),
+    one line per class (classes without an activation left out)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(size[0] * len(sweeps) + 1.2, size[1]),
+                             sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (title, s) in zip(axes[0], sweeps.items()):
+        for c, r in enumerate(s.ratio):
+            if not np.isnan(r).all():
+                ax.plot(s.gammas, r, marker=".", lw=1, color=colours(c % 10), label=class_names[c])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("γ (share of the real image)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("misclassification ratio", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 1.0 / (size[0] * len(sweeps) + 1.2), 1))
+    return fig
