@@ -13,3 +13,7 @@
 """
 
 from __future__ import annotations
+
+from ._bias_attack import SCALES, AttackResult, MixEstimator, bias_map_attack, scale_patterns  # noqa: F401
+
+__all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack"]
