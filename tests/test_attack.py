@@ -57,8 +57,8 @@ def test_rate_is_one_over_c_at_zero_and_own_class_share_at_one(seed):
     pattern, so the rate is the fraction of patterns the model assigns to their own class."""
     model = _mlp(seed=seed)
     patterns = torch.rand((3, *SHAPE), generator=torch.Generator().manual_seed(seed))
-    r = bias_map_attack(model, stimuli.WhiteNoise(SHAPE), patterns, (0.0, 0.5, 1.0), n_samples=3000,
-                        scale="minmax", progress=False)
+    r = bias_map_attack(model, stimuli.WhiteNoise(SHAPE), patterns, (0.0, 0.5, 1.0),
+                        n_samples=3000, scale="minmax", progress=False)
     hits = r.counts[0, torch.arange(3), torch.arange(3)]
     assert int(hits.sum()) == r.n == 3000
     assert (r.counts[0] == r.counts[0, :1]).all()  # the same base stimuli for every pattern
@@ -108,11 +108,16 @@ def test_finite_base_bitwise_across_batch_sizes_and_threads():
         for bs, threads in ((4096, 1), (64, 2), (37, 1)):
             torch.set_num_threads(threads)
             with Probe(model, batch_size=bs, progress=False) as p:
-                results.append(bias_map_attack(p, images, patterns, (0.0, 0.5, 1.0), progress=False))
+                results.append(bias_map_attack(p, images, patterns, (0.0, 0.5, 1.0),
+                                               progress=False))
     finally:
         torch.set_num_threads(before)
     for r in results[1:]:
         assert torch.equal(r.counts, results[0].counts)
+    with Probe(model, batch_size=50, progress=False) as p:  # one pattern at a time: same counts
+        for k in range(5):
+            one = p.run(MixEstimator(images, scale_patterns(patterns)[k], 0.5), len(images))
+            assert one.count.shape == (5,) and torch.equal(one.count, results[0].counts[1, k])
 
 
 def test_scalings():
@@ -152,4 +157,5 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="gamma"):
         MixEstimator(noise, pats[0], -0.1)
     with pytest.raises(ValueError, match="not swept"):
-        bias_map_attack(model, noise, pats, (0.0, 1.0), n_samples=10, progress=False).histogram(0.5)
+        r = bias_map_attack(model, noise, pats, (0.0, 1.0), n_samples=10, progress=False)
+        r.histogram(0.5)

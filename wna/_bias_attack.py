@@ -1,4 +1,4 @@
-"""The bias-map attack (the paper's §3.2, Figs. 6 and 17, Table 2), re-exported by :mod:`wna.attack`.
+"""The bias-map attack (§3.2 of the paper, Figs. 6, 17, Table 2); re-exported by :mod:`wna.attack`.
 
 A pattern ``p`` (a class's bias map, or its mean training image) is mixed
 into a base stimulus ``x`` (white noise, or a test image),
@@ -39,7 +39,8 @@ from .paper import TABLE2_GAMMAS
 from .stimulation import Decisions
 from .templates import minmax
 
-__all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack"]
+__all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack",
+           "mixed_examples", "plot_histograms", "plot_rates"]
 
 SCALES = ("none", "minmax", "minmax8", "viridis")
 
@@ -97,7 +98,10 @@ class MixEstimator(Estimator):
     e.g. :class:`wna.stimuli.WhiteNoise`) or a tensor of images ``(N, *shape)``
     (then run it with ``n_samples <= N``: the stimuli are rows
     ``[0, n_samples)``, each exactly once, whatever the batch size).
-    ``pattern``: one image ``(*shape)``.
+    ``pattern``: one image ``(*shape)``, the result's ``count`` is ``(C,)``;
+    or K patterns ``(K, *shape)``: each batch of base images is mixed with
+    every pattern (K times the rows through the model; ``n`` still counts
+    base images) and ``count`` is ``(K, C)``, row k that of pattern k.
     """
 
     name = "bias_map_attack"
@@ -106,16 +110,18 @@ class MixEstimator(Estimator):
     def __init__(self, base, pattern, gamma: float, device="cpu"):
         if isinstance(base, torch.Tensor):
             if base.ndim < 2 or len(base) == 0:
-                raise ValueError(f"base images must be (N, *shape) with N >= 1, got {tuple(base.shape)}")
+                raise ValueError(f"base images must be (N, *shape), N > 0: {tuple(base.shape)}")
             base = _Images(base.to(device, torch.float32))
         super().__init__(base)
         self.finite = isinstance(base, _Images)
         if not 0.0 <= float(gamma) <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
         pattern = torch.as_tensor(pattern, dtype=torch.float32).to(device)
-        if tuple(pattern.shape) != self.shape:
-            raise ValueError(f"the pattern has shape {tuple(pattern.shape)}, the base {self.shape}")
-        self.pattern, self.gamma = pattern, float(gamma)
+        self.single = tuple(pattern.shape) == self.shape
+        if not self.single and (tuple(pattern.shape[1:]) != self.shape or len(pattern) == 0):
+            raise ValueError(f"pattern shape {tuple(pattern.shape)}, base shape {self.shape}")
+        self.patterns = pattern[None] if self.single else pattern
+        self.gamma = float(gamma)
         self.digest = digest("pattern", [("pattern", pattern.cpu())])[:12]
 
     def key(self) -> dict:
@@ -126,11 +132,15 @@ class MixEstimator(Estimator):
             x = self.stimulus.images[start:start + n]
         else:
             x = self.stimulus.sample(n, generator)
-        return (1.0 - self.gamma) * x + self.gamma * self.pattern
+        t = (1.0 - self.gamma) * x[None] + self.gamma * self.patterns[:, None]  # (K, n, *shape)
+        return t.reshape(-1, *self.shape)
 
     def update(self, stimuli, outputs):
         response, c = decide(outputs)
-        return {"count": class_counts(response, c)}
+        k = len(self.patterns)
+        which = torch.arange(k, device=response.device).repeat_interleave(len(response) // k)
+        count = class_counts(which * c + response, k * c).reshape(k, c)
+        return {"count": count[0] if self.single else count}
 
     def finalize(self, sums, n, meta):
         meta = {**meta, "noise": meta.pop("stimulus", repr(self.stimulus))}
@@ -140,7 +150,8 @@ class MixEstimator(Estimator):
 @dataclass
 class AttackResult:
     """Decisions of one bias-map sweep: ``counts[i, k, c]`` of the ``n`` stimuli
-    ``(1 - gammas[i]) x + gammas[i] p_k`` went to class ``c``; pattern ``k`` targets ``classes[k]``.
+    ``(1 - gammas[i]) x + gammas[i] p_k`` went to class ``c``; pattern ``k`` targets
+    ``classes[k]``.
 
     ``meta``: seed, base, scale, ``seconds`` and ``stimuli_per_second`` of
     the whole sweep, the engine's ``fast_path``.
@@ -206,7 +217,7 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
     """
     gammas = np.asarray(gammas, dtype=np.float64).ravel()
     if len(gammas) == 0 or not np.all((gammas >= 0) & (gammas <= 1)):
-        raise ValueError(f"gammas must be a non-empty list of values in [0, 1], got {gammas.tolist()}")
+        raise ValueError(f"gammas must be non-empty values in [0, 1], got {gammas.tolist()}")
     patterns = scale_patterns(patterns, scale)
     classes = list(range(len(patterns))) if classes is None else [int(c) for c in classes]
     if len(classes) != len(patterns) or min(classes) < 0:
@@ -216,7 +227,7 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
         n_max = len(base)
         n_samples = n_max if n_samples is None else int(n_samples)
         if not 0 < n_samples <= n_max:
-            raise ValueError(f"n_samples must lie in [1, {n_max}] for {n_max} base images, got {n_samples}")
+            raise ValueError(f"n_samples must lie in [1, {n_max}] (base images), got {n_samples}")
         base = _Images(base[:n_samples].to(torch.float32))
     elif n_samples is None:
         raise ValueError("a noise base needs n_samples")
@@ -226,22 +237,22 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
     if isinstance(model, Probe):
         probe, own = model, False
     else:
-        probe, own = Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False), True
+        probe = Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
+        own = True
     if isinstance(base, _Images) and base.images.device != probe.device:
         base = _Images(base.images.to(probe.device))
     counts, fast_path, t0 = None, None, time.perf_counter()
-    bar = tqdm(total=len(gammas) * len(patterns), desc="bias-map attack", unit="cell",
-               disable=not progress)
+    bar = tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress)
     try:
         for i, g in enumerate(gammas):
-            for k, p in enumerate(patterns):
-                r = probe.run(MixEstimator(base, p, float(g), probe.device), n_samples, seed=seed)
-                if counts is None:
-                    if max(classes) >= len(r.count):
-                        raise ValueError(f"classes {classes} exceed this {len(r.count)}-class model")
-                    counts = torch.zeros((len(gammas), len(patterns), len(r.count)), dtype=torch.int64)
-                counts[i, k], fast_path = r.count, r.meta["fast_path"]
-                bar.update()
+            est = MixEstimator(base, patterns, float(g), probe.device)
+            r = probe.run(est, n_samples, seed=seed)
+            if counts is None:
+                if max(classes) >= r.count.shape[1]:
+                    raise ValueError(f"classes {classes} exceed the model's {r.count.shape[1]}")
+                counts = torch.zeros((len(gammas), *r.count.shape), dtype=torch.int64)
+            counts[i], fast_path = r.count, r.meta["fast_path"]
+            bar.update()
     finally:
         bar.close()
         if own:
@@ -252,3 +263,67 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
             "seconds": seconds, "stimuli_per_second": counts.sum().item() / max(seconds, 1e-9),
             "fast_path": fast_path, "device": str(probe.device)}
     return AttackResult(gammas, classes, counts, int(n_samples), meta)
+
+
+def mixed_examples(base_image, patterns, gammas=(0.5, 0.8, 0.9, 1.0),
+                   scale: str = "minmax") -> torch.Tensor:
+    """Fig. 17: one base image mixed with every pattern at each γ, ``(K * len(gammas), *shape)``
+    (row ``k`` of a grid with ``len(gammas)`` columns is pattern ``k``)."""
+    patterns = scale_patterns(patterns, scale)
+    x = torch.as_tensor(base_image, dtype=torch.float32)
+    if tuple(x.shape) != tuple(patterns.shape[1:]):
+        raise ValueError(f"the base image's shape is {tuple(x.shape)}, "
+                         f"the patterns' {tuple(patterns.shape[1:])}")
+    return torch.stack([(1.0 - g) * x + g * p for p in patterns for g in gammas])
+
+
+def plot_histograms(results: dict, gamma: float, size: float = 1.25, suptitle: str | None = None):
+    """Fig. 6A/B: one column per sweep (``{title: AttackResult}``); the first row is the predicted
+    classes of the intact base (γ = 0), row ``k + 1`` those at ``gamma`` with pattern ``k``, whose
+    target bar is drawn dark."""
+    import matplotlib.pyplot as plt
+
+    first = next(iter(results.values()))
+    K, C = first.counts.shape[1:]
+    figsize = (2.2 * size * len(results), size * (K + 1) * 0.62)
+    fig, axes = plt.subplots(K + 1, len(results), figsize=figsize, squeeze=False, sharex=True,
+                             sharey=True)
+    for j, (title, r) in enumerate(results.items()):
+        rows = [r.histogram(0.0)[0], *r.histogram(gamma)]
+        for i, h in enumerate(rows):
+            ax = axes[i, j]
+            colors = ["0.7"] * C
+            if i > 0:
+                colors[r.classes[i - 1]] = "C3"
+            ax.bar(range(C), h, color=colors)
+            ax.set_ylim(0, 1)
+            ax.set_yticks([0, 1])
+            ax.set_xticks(range(C))
+            ax.tick_params(labelsize=6)
+            label = "intact" if i == 0 else f"+ {r.classes[i - 1]}"
+            ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        axes[0, j].set_title(f"{title}\n(row 1: γ = 0; rows 2-: γ = {gamma:g})", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rates(results: dict, paper: dict | None = None, size=(6.0, 3.6)):
+    """Fig. 6C: the fooling rate against γ, ours solid (``{label: AttackResult}``), the paper's
+    dashed (``{label: rates}``, same labels and γ as ours), chance dotted."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    for i, (label, r) in enumerate(results.items()):
+        ax.plot(r.gammas, r.rate, "-o", color=f"C{i}", ms=3, label=f"{label} (ours)")
+        if paper and label in paper:
+            ax.plot(r.gammas, paper[label], "--", color=f"C{i}", label=f"{label} (paper)")
+    ax.axhline(1 / next(iter(results.values())).counts.shape[2], color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("γ")
+    ax.set_ylabel("fooling rate")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
