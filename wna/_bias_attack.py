@@ -24,6 +24,7 @@ each map to [0, 1] (``"minmax"``); ``"viridis"`` imitates the rendered PNG.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -234,16 +235,14 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
     shape = tuple(base.shape)
     if tuple(patterns.shape[1:]) != shape:
         raise ValueError(f"patterns have shape {tuple(patterns.shape[1:])}, the base {shape}")
-    if isinstance(model, Probe):
-        probe, own = model, False
-    else:
-        probe = Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
-        own = True
+    own = not isinstance(model, Probe)
+    probe = (Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
+             if own else model)
     if isinstance(base, _Images) and base.images.device != probe.device:
         base = _Images(base.images.to(probe.device))
     counts, fast_path, t0 = None, None, time.perf_counter()
-    bar = tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress)
-    try:
+    with (contextlib.closing(probe) if own else contextlib.nullcontext(),
+          tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress) as bar):
         for i, g in enumerate(gammas):
             est = MixEstimator(base, patterns, float(g), probe.device)
             r = probe.run(est, n_samples, seed=seed)
@@ -253,15 +252,10 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
                 counts = torch.zeros((len(gammas), *r.count.shape), dtype=torch.int64)
             counts[i], fast_path = r.count, r.meta["fast_path"]
             bar.update()
-    finally:
-        bar.close()
-        if own:
-            probe.close()
     seconds = time.perf_counter() - t0
-    meta = {"seed": int(seed), "n_samples": int(n_samples), "scale": scale,
-            "base": repr(base),
-            "seconds": seconds, "stimuli_per_second": counts.sum().item() / max(seconds, 1e-9),
-            "fast_path": fast_path, "device": str(probe.device)}
+    meta = {"seed": int(seed), "n_samples": int(n_samples), "scale": scale, "base": repr(base),
+            "seconds": seconds, "fast_path": fast_path, "device": str(probe.device),
+            "stimuli_per_second": counts.sum().item() / max(seconds, 1e-9)}
     return AttackResult(gammas, classes, counts, int(n_samples), meta)
 
 
