@@ -67,8 +67,8 @@ import torch
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, stimuli, templates, zoo
-from wna.attack import (SCALES, bias_map_attack, mixed_examples, plot_histograms, plot_rates,
-                        scale_patterns)
+from wna.attack import (SCALES, bias_map_attack, mixed_examples, plot_examples, plot_histograms,
+                        plot_rates, scale_patterns)
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)
@@ -95,8 +95,8 @@ glue("mean_scale", mean_scale, display=False)
 # {glue:text}`n_maps:s` U[0, 1] images; a class that received no noise image
 # has no bias map and drops out of the bias rows (the average is then over the
 # remaining classes). The mean digits are the class means of the 60,000
-# training images. Both are shown as they are mixed in (scaled, not
-# re-normalised for display); titles give the class the CNN assigns to the
+# training images. Both are shown as they are mixed in (after scaling, on one
+# grey scale from 0 to 1); titles give the class the CNN assigns to the
 # pattern alone (the γ = 1 column of Table 2).
 
 # %%
@@ -113,8 +113,8 @@ print(f"test accuracy {100 * cnn.test_accuracy:.2f}%; noise images per class: {c
 for kind in ["bias", "mean"]:
     shown = scale_patterns(patterns[kind], scales[kind])
     own = templates.assigned_classes(cnn, shown)
-    plots.map_grid(shown, [f"{c} → {int(a)}" for c, a in zip(classes[kind], own)], ncols=10,
-                   size=1.2, normalize=False, suptitle=f"{kind} patterns ({scales[kind]})")
+    plot_examples(shown, [f"{c} → {int(a)}" for c, a in zip(classes[kind], own)], ncols=10,
+                  suptitle=f"{kind} patterns ({scales[kind]})")
 
 # %% tags=["remove-cell"]
 glue("n_bias_classes", len(has_map), display=False)
@@ -215,15 +215,16 @@ fig_c = plot_rates({names[k]: res[k] for k in rows}, {names[k]: paper.TABLE2[k] 
 # ## Figure 17: what the attack looks like
 #
 # The first test digit (left) and one noise image (right) with each class's
-# bias map mixed in at γ = 0.5, 0.8, 0.9 and 1 (one row per class).
+# bias map mixed in at γ = 0.5, 0.8, 0.9 and 1 (one row per class), all on one
+# grey scale from 0 (black) to 1 (white).
 
 # %%
 fig17 = [0.5, 0.8, 0.9, 1.0]
 one_noise = noise.sample(1, torch.Generator().manual_seed(seed))[0]
 for title, base in [("digit + bias", digits[0]), ("noise + bias", one_noise)]:
-    plots.map_grid(mixed_examples(base, patterns["bias"], fig17, scale=map_scale),
-                   [f"{c}, γ = {g:g}" for c in has_map for g in fig17], ncols=len(fig17),
-                   size=1.1, normalize=False, suptitle=title)
+    plot_examples(mixed_examples(base, patterns["bias"], fig17, scale=map_scale),
+                  [f"{c}, γ = {g:g}" for c in has_map for g in fig17], ncols=len(fig17),
+                  suptitle=title)
 
 # %% [markdown]
 # ## Why our numbers differ from Table 2

@@ -41,7 +41,7 @@ from .stimulation import Decisions
 from .templates import minmax
 
 __all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack",
-           "mixed_examples", "plot_histograms", "plot_rates"]
+           "mixed_examples", "plot_examples", "plot_histograms", "plot_rates"]
 
 SCALES = ("none", "minmax", "minmax8", "viridis")
 
@@ -269,6 +269,27 @@ def mixed_examples(base_image, patterns, gammas=(0.5, 0.8, 0.9, 1.0),
         raise ValueError(f"the base image's shape is {tuple(x.shape)}, "
                          f"the patterns' {tuple(patterns.shape[1:])}")
     return torch.stack([(1.0 - g) * x + g * p for p in patterns for g in gammas])
+
+
+def plot_examples(images, titles, ncols: int, size: float = 1.1, suptitle: str | None = None):
+    """Grey images ``(N, 1, H, W)`` in a grid on one fixed scale, black 0 to white 1 (Fig. 17),
+    so that the grids show how visible a pattern is at each γ."""
+    import matplotlib.pyplot as plt
+
+    images = torch.as_tensor(images).reshape(len(images), *images.shape[-2:]).numpy()
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows),
+                             squeeze=False)
+    for ax, img, title in zip(axes.flat, images, titles):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
 
 
 def plot_histograms(results: dict, gamma: float, size: float = 1.25, suptitle: str | None = None):

@@ -15,7 +15,8 @@
 from __future__ import annotations
 
 from ._bias_attack import (SCALES, AttackResult, MixEstimator, bias_map_attack,  # noqa: F401
-                           mixed_examples, plot_histograms, plot_rates, scale_patterns)
+                           mixed_examples, plot_examples, plot_histograms, plot_rates,
+                           scale_patterns)
 
 __all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack",
-           "mixed_examples", "plot_histograms", "plot_rates"]
+           "mixed_examples", "plot_examples", "plot_histograms", "plot_rates"]
