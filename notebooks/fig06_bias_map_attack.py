@@ -303,12 +303,12 @@ glue("mean_none_digits_err", round(float(err.loc[("digits + mean", "mean digits 
 # %% [markdown]
 # What the variants show, at this profile: the mean-digit rows are closest
 # with the digits min-max normalised, as in the authors' code
-# (`{glue:text}`best_noise_mean:s`` and `{glue:text}`best_digits_mean:s``
+# ("{glue:text}`best_noise_mean:s`" and "{glue:text}`best_digits_mean:s`"
 # come closest; mean absolute differences {glue:text}`best_noise_mean_err:.3f`
 # and {glue:text}`best_digits_mean_err:.3f`). The bias rows come closest with
-# `{glue:text}`best_noise_bias:s`` (noise, {glue:text}`best_noise_bias_err:.3f`
+# "{glue:text}`best_noise_bias:s`" (noise, {glue:text}`best_noise_bias_err:.3f`
 # against {glue:text}`main_noise_bias_err:.3f` for our min-max maps) and
-# `{glue:text}`best_digits_bias:s`` (digits, {glue:text}`best_digits_bias_err:.3f`
+# "{glue:text}`best_digits_bias:s`" (digits, {glue:text}`best_digits_bias_err:.3f`
 # against {glue:text}`main_digits_bias_err:.3f`). The imitation of the rendered
 # PNG compresses a map into about [0.40, 0.76]: less contrast, so a weaker
 # attack at the same γ. Maps averaged over few noise images (the CNN sends
