@@ -159,3 +159,23 @@ def test_bad_inputs_raise():
     with pytest.raises(ValueError, match="not swept"):
         r = bias_map_attack(model, noise, pats, (0.0, 1.0), n_samples=10, progress=False)
         r.histogram(0.5)
+
+
+def test_mixed_examples_and_plots():
+    """Fig. 17's grid: row k is pattern k; γ = 0 gives the base, γ = 1 the scaled pattern."""
+    from wna.attack import mixed_examples, plot_examples, plot_histograms, plot_rates
+
+    base = torch.rand(SHAPE, generator=torch.Generator().manual_seed(0))
+    pats = torch.randn((3, *SHAPE), generator=torch.Generator().manual_seed(1))
+    grid = mixed_examples(base, pats, (0.0, 0.5, 1.0))
+    assert grid.shape == (9, *SHAPE)
+    assert torch.equal(grid[3], base) and torch.equal(grid[5], scale_patterns(pats)[1])
+    r = bias_map_attack(_mlp(), stimuli.WhiteNoise(SHAPE), pats, (0.0, 1.0), n_samples=100,
+                        progress=False)
+    import matplotlib.pyplot as plt
+
+    for fig in (plot_examples(grid, [str(i) for i in range(9)], ncols=3),
+                plot_histograms({"noise": r}, 1.0),
+                plot_rates({"noise": r}, {"noise": (0.1, 0.9)})):
+        assert fig.axes
+        plt.close(fig)
