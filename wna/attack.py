@@ -13,3 +13,9 @@
 """
 
 from __future__ import annotations
+
+from ._backdoor import (ATTACKS, PATCHES, Attack, Detection, Patch, apply_patch, average_gradient,  # noqa: E402,F401
+                        confusion, detect, load_poisoned, patch_energy, poison, predictions)
+
+__all__ = ["ATTACKS", "PATCHES", "Attack", "Detection", "Patch", "apply_patch", "average_gradient", "confusion",
+           "detect", "load_poisoned", "patch_energy", "poison", "predictions"]
