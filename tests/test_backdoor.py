@@ -41,14 +41,16 @@ def test_patches_are_the_authors_pixels():
     assert torch.equal(x, want) and attack.PATCHES["x"].box == (1, 7, 1, 7)
     assert attack.PATCHES["bracket"].box == (1, 7, 21, 27)
     h = attack.PATCHES["h"].mask
-    assert int(h.sum()) == 5 + 5 + 3 and h[3, 26:31].all() and h[1:6, 26].all() and h[1:6, 30].all()
+    assert int(h.sum()) == 5 + 5 + 3 and h[3, 26:31].all()
+    assert h[1:6, 26].all() and h[1:6, 30].all()
 
 
 def test_apply_patch_and_the_authors_uint8_wrap():
     x = torch.tensor([0.0, 10 / 255, 1.0]).reshape(3, 1, 1, 1).expand(3, 1, 28, 28).clone()
     patch = attack.PATCHES["bracket"]
     out = attack.apply_patch(x, patch)
-    assert (out[:, 0][:, patch.mask] == 1.0).all() and torch.equal(out[:, :, ~patch.mask], x[:, :, ~patch.mask])
+    assert (out[:, 0][:, patch.mask] == 1.0).all()
+    assert torch.equal(out[:, :, ~patch.mask], x[:, :, ~patch.mask])
     wrap = attack.apply_patch(x, patch, mode="wrap")[:, 0, 1, 21]  # 0 -> 255, 10 -> 9, 255 -> 254
     assert torch.allclose(wrap, torch.tensor([1.0, 9 / 255, 254 / 255]))
     rgb = attack.apply_patch(torch.zeros(2, 3, 32, 32), attack.PATCHES["h"])
@@ -76,12 +78,15 @@ def test_bad_inputs_raise():
         attack.load_poisoned("mnist_backdoor_3to4")
     with pytest.raises(ValueError, match="k must"):
         attack.detect(torch.zeros(10, 28, 28), k=30)
-    with pytest.raises(ValueError, match="3 classes"):
-        attack.detect(torch.full((10, 28, 28), float("nan")))
+    with pytest.raises(ValueError, match="sign"):
+        attack.detect(torch.zeros(10, 28, 28), sign="negative")
+    empty = attack.detect(torch.full((10, 28, 28), float("nan")))  # nothing to score: no flag
+    assert empty.flagged == -1 and not empty.on_patch(patch) and empty.z.isnan().all()
 
 
 def _linear(W, b=None):
-    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(W.shape[1], W.shape[0], dtype=W.dtype))
+    layer = torch.nn.Linear(W.shape[1], W.shape[0], dtype=W.dtype)
+    m = torch.nn.Sequential(torch.nn.Flatten(), layer)
     with torch.no_grad():
         m[1].weight.copy_(W)
         m[1].bias.copy_(torch.zeros(W.shape[0], dtype=W.dtype) if b is None else b)
@@ -90,7 +95,8 @@ def _linear(W, b=None):
 
 def test_average_gradient_of_a_linear_softmax_model_is_the_closed_form():
     g = torch.Generator().manual_seed(1)
-    W, b = torch.randn(10, 784, generator=g, dtype=torch.float64), torch.randn(10, generator=g, dtype=torch.float64)
+    W = torch.randn(10, 784, generator=g, dtype=torch.float64)
+    b = torch.randn(10, generator=g, dtype=torch.float64)
     model = _linear(W, b).train()
     x = torch.rand((300, 1, 28, 28), generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (300,), generator=g)
@@ -139,7 +145,7 @@ def test_existing_checkpoint_keys_are_unchanged(monkeypatch, tmp_path):
     """The file names of checkpoints trained before the backdoor recipes existed.
 
     Obtained on main at ea93ded (before this change) with
-    ``WNA_CACHE=... python -c "from wna import zoo; print(zoo.checkpoint_path('mnist_cnn', epochs=4).name)"``
+    ``python -c "from wna import zoo; print(zoo.checkpoint_path('mnist_cnn', epochs=4).name)"``
     and the same for the other recipes, with the CIFAR-10 JPEG mirror as the data source.
     """
     from wna import data
@@ -158,14 +164,15 @@ def test_existing_checkpoint_keys_are_unchanged(monkeypatch, tmp_path):
         assert zoo.checkpoint_path(name, **cfg) == tmp_path / file, name
     # the poisoned recipes have their own keys, which carry the data source of their base data set
     a = zoo.checkpoint_path("cifar_cnn_backdoor_bird_cat", epochs=4, width=0.25)
-    assert a.name.startswith("cifar_cnn_backdoor_bird_cat-") and a != zoo.checkpoint_path("cifar_cnn", epochs=4,
-                                                                                          width=0.25)
-    assert zoo._data_source(zoo._recipe("cifar_cnn_backdoor_bird_cat")) == {"data": "mirror-jpeg-q75"}
+    assert a.name.startswith("cifar_cnn_backdoor_bird_cat-")
+    assert a != zoo.checkpoint_path("cifar_cnn", epochs=4, width=0.25)
+    source = {"data": "mirror-jpeg-q75"}
+    assert zoo._data_source(zoo._recipe("cifar_cnn_backdoor_bird_cat")) == source
     assert zoo._data_source(zoo._recipe("mnist_cnn_backdoor_8to9")) == {}
 
 
 def test_poisoned_mnist_training_set(mnist_available):
-    """The zoo's poisoned set: exactly the first half of the 8s patched and relabelled, the test set clean."""
+    """The zoo's poisoned set: the first half of the 8s patched and relabelled; clean test set."""
     from wna import data
     x, y = data.mnist(train=True)
     px, py = zoo.DATASETS["mnist_backdoor_8to9"](train=True)
@@ -173,7 +180,8 @@ def test_poisoned_mnist_training_set(mnist_available):
     rows = eights[:len(eights) // 2]
     assert int((py != y).sum()) == len(rows) == 2925 and (py[rows] == 9).all()
     changed = (px != x).flatten(1).any(1).nonzero().flatten()
-    assert set(changed.tolist()) <= set(rows.tolist())  # an 8 that already had 1.0 there is unchanged
+    # (an 8 that already had 1.0 on every patch pixel would be unchanged)
+    assert set(changed.tolist()) <= set(rows.tolist())
     tx, ty = zoo.DATASETS["mnist_backdoor_8to9"](train=False)
     cx, cy = data.mnist(train=False)
     assert torch.equal(tx, cx) and torch.equal(ty, cy)

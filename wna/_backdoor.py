@@ -34,12 +34,13 @@ from . import data
 from ._backends import eval_mode
 
 __all__ = ["Patch", "Attack", "PATCHES", "ATTACKS", "poison", "apply_patch", "load_poisoned",
-           "average_gradient", "predictions", "confusion", "patch_energy", "detect", "Detection"]
+           "average_gradient", "predictions", "success", "confusion", "patch_energy", "detect",
+           "Detection"]
 
 
 @dataclass(frozen=True)
 class Patch:
-    """A patch: rectangles ``(row0, row1, col0, col1)`` (half-open) on images of ``size`` (H, W)."""
+    """A patch: rectangles ``(row0, row1, col0, col1)`` on images of ``size`` (H, W)."""
 
     name: str
     rects: tuple[tuple[int, int, int, int], ...]
@@ -63,14 +64,15 @@ class Patch:
 
 PATCHES = {
     "bracket": Patch("bracket", ((1, 3, 21, 27), (5, 7, 21, 27), (3, 5, 21, 23)), (28, 28)),
-    "x": Patch("x", ((1, 3, 1, 3), (1, 3, 5, 7), (3, 5, 3, 5), (5, 7, 1, 3), (5, 7, 5, 7)), (28, 28)),
+    "x": Patch("x", ((1, 3, 1, 3), (1, 3, 5, 7), (3, 5, 3, 5), (5, 7, 1, 3), (5, 7, 5, 7)),
+               (28, 28)),
     "h": Patch("h", ((1, 6, 26, 27), (1, 6, 30, 31), (3, 4, 27, 30)), (32, 32)),
 }
 
 
 @dataclass(frozen=True)
 class Attack:
-    """A poisoned training set: ``patch`` on ``fraction`` of ``source`` (base data set), labelled ``target``."""
+    """A poisoned ``base`` set: ``patch`` on ``fraction`` of ``source``, relabelled ``target``."""
 
     base: str
     patch: Patch
@@ -92,11 +94,12 @@ def _check_images(images: torch.Tensor, patch: Patch) -> None:
         raise ValueError(f"images must be a float tensor (N, C, H, W), got "
                          f"{getattr(images, 'shape', type(images).__name__)}")
     if tuple(images.shape[2:]) != patch.size:
-        raise ValueError(f"patch {patch.name!r} is for {patch.size} images, not {tuple(images.shape[2:])}")
+        raise ValueError(f"patch {patch.name!r} is for {patch.size} images, "
+                         f"not {tuple(images.shape[2:])}")
 
 
 def apply_patch(images: torch.Tensor, patch: Patch, mode: str = "set") -> torch.Tensor:
-    """A copy of ``images`` ``(N, C, H, W)`` in [0, 1] with the patch drawn on every image (every channel).
+    """A copy of ``images`` ``(N, C, H, W)`` in [0, 1], the patch drawn on every image and channel.
 
     ``mode="set"``: patch pixels become ``patch.value`` (1.0); ``"wrap"``: the authors' uint8
     addition of 255 (a pixel ``v`` of 0-255 becomes ``(v + 255) mod 256``: 255 where it was 0).
@@ -123,7 +126,8 @@ def poison(images: torch.Tensor, labels: torch.Tensor, patch: Patch, source: int
     _check_images(images, patch)
     labels = torch.as_tensor(labels)
     if labels.shape != (len(images),) or labels.is_floating_point():
-        raise ValueError(f"labels must be integers of shape ({len(images)},), got {tuple(labels.shape)}")
+        raise ValueError(f"labels must be integers of shape ({len(images)},), "
+                         f"got {tuple(labels.shape)}")
     if int(source) == int(target):
         raise ValueError(f"source and target must differ, both are {source}")
     if not 0 < fraction <= 1:
@@ -139,7 +143,7 @@ def poison(images: torch.Tensor, labels: torch.Tensor, patch: Patch, source: int
 
 
 def load_poisoned(name: str, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """The data set ``name`` of :data:`ATTACKS`: the poisoned training set, or the clean test set."""
+    """Data set ``name`` of :data:`ATTACKS`: the poisoned training set, or the clean test set."""
     try:
         a = ATTACKS[name]
     except KeyError:
@@ -155,7 +159,8 @@ def code_key(dataset: str) -> str:
     """What a zoo checkpoint of a poisoned data set also depends on ("" for a clean data set)."""
     if dataset not in ATTACKS:
         return ""
-    return repr(ATTACKS[dataset]) + "".join(inspect.getsource(f) for f in (load_poisoned, poison, apply_patch))
+    code = (load_poisoned, poison, apply_patch)
+    return repr(ATTACKS[dataset]) + "".join(inspect.getsource(f) for f in code)
 
 
 def _batches(images, labels, batch_size):
@@ -165,9 +170,9 @@ def _batches(images, labels, batch_size):
         yield images[i:i + batch_size], labels[i:i + batch_size]
 
 
-def average_gradient(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None,
-                     batch_size: int = 1000) -> torch.Tensor:
-    """Per-class mean of the input gradient of the cross-entropy loss (Fig. 7D), float64 ``(C, *shape)``.
+def average_gradient(model, images: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int | None = None, batch_size: int = 1000) -> torch.Tensor:
+    """Per-class mean input gradient of the cross-entropy loss (Fig. 7D), float64 ``(C, *shape)``.
 
     Row ``c`` averages ``∂CE(model(x), y) / ∂x`` over the images labelled
     ``c`` (NaN where there is none). The model runs in eval mode (its flag is
@@ -175,7 +180,8 @@ def average_gradient(model, images: torch.Tensor, labels: torch.Tensor, num_clas
     """
     labels = torch.as_tensor(labels).long()
     if len(images) != len(labels) or len(images) == 0:
-        raise ValueError(f"need as many labels as images (and at least one), got {len(images)}, {len(labels)}")
+        raise ValueError(f"need as many labels as images (and at least one), "
+                         f"got {len(images)}, {len(labels)}")
     C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
     sums = torch.zeros((C, *images.shape[1:]), dtype=torch.float64)
     with eval_mode(model), torch.enable_grad():
@@ -195,11 +201,17 @@ def predictions(model, images: torch.Tensor, batch_size: int = 2000) -> torch.Te
     """The model's class for each image (argmax), eval mode, in batches."""
     from .models import decide
     with eval_mode(model):
-        return torch.cat([decide(model(images[i:i + batch_size]))[0] for i in range(0, len(images), batch_size)])
+        return torch.cat([decide(model(images[i:i + batch_size]))[0]
+                          for i in range(0, len(images), batch_size)])
+
+
+def success(model, images: torch.Tensor, target: int) -> float:
+    """Fraction of ``images`` the model classifies as ``target`` (an attack's success rate)."""
+    return float((predictions(model, images) == int(target)).double().mean())
 
 
 def confusion(model, images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10):
-    """Accuracy (fraction) and confusion matrix ``(C, C)`` of counts, rows true, columns predicted."""
+    """Accuracy (fraction) and confusion matrix ``(C, C)`` (rows true, columns predicted)."""
     pred = predictions(model, images)
     labels = torch.as_tensor(labels).long()
     m = torch.zeros((num_classes, num_classes), dtype=torch.int64)
@@ -208,7 +220,7 @@ def confusion(model, images: torch.Tensor, labels: torch.Tensor, num_classes: in
 
 
 def _maps(maps) -> torch.Tensor:
-    """Contrast maps ``(C, ch, H, W)`` float64 from ClassificationImages or a tensor ``(C, [ch,] H, W)``."""
+    """Float64 contrast maps ``(C, ch, H, W)`` of ClassificationImages or of a tensor."""
     m = maps.contrast if hasattr(maps, "contrast") else torch.as_tensor(maps)
     m = m.to(torch.float64)
     if m.ndim == 3:
@@ -227,7 +239,8 @@ def patch_energy(maps, patch: Patch) -> dict[str, torch.Tensor]:
     """
     m = _maps(maps)
     if tuple(m.shape[2:]) != patch.size:
-        raise ValueError(f"patch {patch.name!r} is for {patch.size} maps, not {tuple(m.shape[2:])}")
+        raise ValueError(f"patch {patch.name!r} is for {patch.size} maps, "
+                         f"not {tuple(m.shape[2:])}")
     sq = m.square().mean(1)  # (C, H, W), averaged over channels
     mask = patch.mask
     inside, outside = sq[:, mask].mean(1), sq[:, ~mask].mean(1)
@@ -245,12 +258,14 @@ class Detection:
 
     @property
     def flagged(self) -> int:
-        """The class whose score stands out most (largest z)."""
+        """The class whose score stands out most (largest z); -1 when no class could be scored."""
+        if torch.isnan(self.z).all():
+            return -1
         return int(torch.nan_to_num(self.z, nan=-float("inf")).argmax())
 
     @property
     def flagged_z(self) -> float:
-        return float(self.z[self.flagged])
+        return float("nan") if self.flagged < 0 else float(self.z[self.flagged])
 
     def window(self, c: int | None = None) -> tuple[int, int, int, int]:
         """Class ``c``'s (default: the flagged class's) window as ``(row0, row1, col0, col1)``."""
@@ -259,6 +274,8 @@ class Detection:
 
     def on_patch(self, patch: Patch, c: int | None = None) -> bool:
         """Whether the window's centre pixel lies in the patch's bounding box."""
+        if (self.flagged if c is None else c) < 0:
+            return False
         r0, _, c0, _ = self.window(c)
         b = patch.box
         return b[0] <= r0 + self.k // 2 < b[1] and b[2] <= c0 + self.k // 2 < b[3]
@@ -280,7 +297,8 @@ def detect(maps, k: int = 5, sign: str = "positive", min_count: int = 20) -> Det
        z-scored against each other (each class against the other classes'
        scores): an attacked class stands out with a large z.
 
-    Classes with fewer than ``min_count`` stimuli (or a NaN map) are left out.
+    Classes with fewer than ``min_count`` stimuli (or a NaN map) are left out;
+    with fewer than 3 classes left, nothing is scored (``flagged == -1``).
     """
     if sign not in ("abs", "positive"):
         raise ValueError(f"sign must be 'abs' or 'positive', got {sign!r}")
@@ -292,10 +310,10 @@ def detect(maps, k: int = 5, sign: str = "positive", min_count: int = 20) -> Det
     if hasattr(maps, "sem"):
         m = m / _maps(maps.sem).clamp_min(1e-12)
         valid &= maps.count >= min_count
-    if int(valid.sum()) < 3:
-        raise ValueError(f"need at least 3 classes with a map, got {int(valid.sum())}")
     scores = torch.full((C,), float("nan"), dtype=torch.float64)
     windows = torch.zeros((C, 2), dtype=torch.int64)
+    if int(valid.sum()) < 3:
+        return Detection(scores, scores.clone(), windows, k)
     for c in valid.nonzero().flatten().tolist():
         others = m[valid & (torch.arange(C) != c)]
         z = ((m[c] - others.mean(0)) / others.std(0).clamp_min(1e-12)).mean(0)

@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
-from ._backdoor import (ATTACKS, PATCHES, Attack, Detection, Patch, apply_patch, average_gradient,  # noqa: E402,F401
-                        confusion, detect, load_poisoned, patch_energy, poison, predictions)
+from ._backdoor import (ATTACKS, PATCHES, Attack, Detection, Patch, apply_patch,  # noqa: E402,F401
+                        average_gradient, confusion, detect, load_poisoned, patch_energy, poison,
+                        predictions, success)
 
-__all__ = ["ATTACKS", "PATCHES", "Attack", "Detection", "Patch", "apply_patch", "average_gradient", "confusion",
-           "detect", "load_poisoned", "patch_energy", "poison", "predictions"]
+__all__ = ["ATTACKS", "PATCHES", "Attack", "Detection", "Patch", "apply_patch", "average_gradient",
+           "confusion", "detect", "load_poisoned", "patch_energy", "poison", "predictions",
+           "success"]
