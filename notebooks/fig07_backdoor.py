@@ -201,7 +201,8 @@ for title, g in gradients.items():
 # spread) is its score, and the scores are z-scored against each other. The
 # detector flags the class with the largest z; "on patch" says whether its
 # window's centre lies on the patch's bounding box. The clean CNN is scored the
-# same way, with each attack's patch for the energy.
+# same way, with each attack's patch for the energy. The table also gives the
+# share of the noise that goes to the target class.
 
 # %%
 def scores(model_name, ci, a):
@@ -210,6 +211,7 @@ def scores(model_name, ci, a):
     others = e[(torch.arange(len(e)) != a.target) & ~e.isnan()]
     top_other = float(others.max()) if len(others) else float("nan")
     return {"model": model_name, "patch": a.patch.name, "target": a.target,
+            "noise to target (%)": 100 * float(ci.frequency[a.target]),
             "energy ratio, target": float(e[a.target]),
             "energy ratio, other classes (max)": top_other,
             "detector flags": d.flagged, "z": d.flagged_z,
@@ -273,6 +275,7 @@ Markdown(pd.DataFrame(cifar_table).round(2).to_markdown(index=False))
 for row in table + cifar_table:
     tag = f"{row['model'].replace('→', 'to')}_{row['patch']}"
     glue(f"energy_{tag}", round(row["energy ratio, target"], 2), display=False)
+    glue(f"share_{tag}", round(row["noise to target (%)"], 3), display=False)
     glue(f"energy_others_{tag}", round(row["energy ratio, other classes (max)"], 2), display=False)
     glue(f"flag_{tag}", row["detector flags"], display=False)
     glue(f"z_{tag}", round(row["z"], 2), display=False)
