@@ -14,11 +14,17 @@
 
 from __future__ import annotations
 
+from ._backdoor import (ATTACKS, PATCHES, Attack, Detection, Patch, apply_patch,  # noqa: F401
+                        average_gradient, confusion, detect, load_poisoned, patch_energy, poison,
+                        predictions, success)
 from ._bias_attack import (SCALES, AttackResult, MixEstimator, bias_map_attack,  # noqa: F401
                            mixed_examples, plot_examples, plot_histograms, plot_rates,
                            scale_patterns)
-from ._injection import *  # noqa: E402,F401,F403 (activation injection: Figs. 7C, 20, 21)
-from ._injection import __all__ as _injection_all  # noqa: E402
+from ._injection import *  # noqa: F401,F403 (activation injection: Figs. 7C, 20, 21)
+from ._injection import __all__ as _injection_all
 
 __all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack",
-           "mixed_examples", "plot_examples", "plot_histograms", "plot_rates", *_injection_all]
+           "mixed_examples", "plot_examples", "plot_histograms", "plot_rates",
+           "ATTACKS", "PATCHES", "Attack", "Detection", "Patch", "apply_patch", "average_gradient",
+           "confusion", "detect", "load_poisoned", "patch_energy", "poison", "predictions",
+           "success", *_injection_all]
