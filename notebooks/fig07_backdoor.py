@@ -201,12 +201,16 @@ for title, g in gradients.items():
 # spread) is its score, and the scores are z-scored against each other. The
 # detector flags the class with the largest z; "on patch" says whether its
 # window's centre lies on the patch's bounding box. The clean CNN is scored the
-# same way, with each attack's patch for the energy. The table also gives the
-# share of the noise that goes to the target class.
+# same way, with each attack's patch for the energy. **Patch z.** Told where
+# the patch is but not which class was attacked: each class map's mean on the
+# patch, in standard errors, z-scored against the other classes' (classes with
+# at least 20 noise images); "patch z flags" names the class with the largest.
+# The table also gives the share of the noise that goes to the target class.
 
 # %%
 def scores(model_name, ci, a):
-    e = attack.patch_energy(ci, a.patch)["ratio"]
+    energy = attack.patch_energy(ci, a.patch)
+    e, z = energy["ratio"], energy["z"]
     d = attack.detect(ci, k=k)
     others = e[(torch.arange(len(e)) != a.target) & ~e.isnan()]
     top_other = float(others.max()) if len(others) else float("nan")
@@ -214,6 +218,8 @@ def scores(model_name, ci, a):
             "noise to target (%)": 100 * float(ci.frequency[a.target]),
             "energy ratio, target": float(e[a.target]),
             "energy ratio, other classes (max)": top_other,
+            "patch z, target": float(z[a.target]),
+            "patch z flags": int(z.nan_to_num(-float("inf")).argmax()) if (~z.isnan()).any() else -1,
             "detector flags": d.flagged, "z": d.flagged_z,
             "window (rows, cols)": d.window() if d.flagged >= 0 else "–",
             "on patch": d.on_patch(a.patch)}
@@ -278,6 +284,8 @@ for row in table + cifar_table:
     glue(f"share_{tag}", round(row["noise to target (%)"], 3), display=False)
     glue(f"energy_others_{tag}", round(row["energy ratio, other classes (max)"], 2), display=False)
     glue(f"flag_{tag}", row["detector flags"], display=False)
+    glue(f"pz_{tag}", round(row["patch z, target"], 2), display=False)
+    glue(f"pzflag_{tag}", row["patch z flags"], display=False)
     glue(f"z_{tag}", round(row["z"], 2), display=False)
     glue(f"onpatch_{tag}", "yes" if row["on patch"] else "no", display=False)
 for title, tag in zip(grad_energy, ["clean", "attacked", "patched"]):

@@ -134,6 +134,10 @@ def test_a_patch_planted_in_a_linear_model_shows_in_its_map_and_is_detected():
     e = attack.patch_energy(ci, patch)
     assert e["ratio"][9] > 2.5 and int(e["ratio"].argmax()) == 9
     assert attack.patch_energy(clean, patch)["ratio"].max() < 1.5
+    # told where the patch is, not which class: 9 stands out against the other classes
+    assert int(torch.nan_to_num(e["z"], nan=-1e9).argmax()) == 9 and e["z"][9] > 2.5
+    assert e["signed"][9] > 5  # the patch pixels of the map of 9 lie > 5 standard errors above 0
+    assert attack.patch_energy(clean, patch)["z"].nan_to_num(0).max() < 2.5
     contrast9 = ci.contrast[9, 0]
     assert contrast9[patch.mask].mean() > 1.5 * contrast9[~patch.mask].abs().mean()
     d = attack.detect(ci, k=5)

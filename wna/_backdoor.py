@@ -230,12 +230,24 @@ def _maps(maps) -> torch.Tensor:
     return m
 
 
-def patch_energy(maps, patch: Patch) -> dict[str, torch.Tensor]:
-    """Each class map's mean squared contrast inside the patch and outside it, and their ratio.
+def patch_energy(maps, patch: Patch, min_count: int = 20) -> dict[str, torch.Tensor]:
+    """How strongly each class map marks the patch: energy inside against outside, and a z-score.
 
     ``maps``: :class:`~wna.probe.ClassificationImages` (its :attr:`contrast`: the class
     mean minus the mean of all stimuli) or contrast maps ``(C, [ch,] H, W)``.
-    Returns ``{"inside", "outside", "ratio"}``, float64 ``(C,)`` (NaN for an empty class).
+    Returns float64 ``(C,)`` tensors (NaN for an empty class):
+
+    - ``inside``, ``outside``, ``ratio``: the mean squared contrast on the patch's
+      pixels, off them, and inside / outside (about 1 where the patch is as active as
+      the rest of the map);
+    - ``signed``: the map's mean on the patch, in standard errors (the t-map
+      ``contrast / sem``, averaged over channels) for ClassificationImages, in
+      contrast units for a tensor: positive when brighter patch pixels push stimuli
+      towards the class;
+    - ``z``: each class's ``signed`` against the other classes' (leave-one-out mean
+      and standard deviation), over the classes with at least ``min_count`` stimuli
+      (all classes for a tensor). Told where the patch is, but not which class was
+      attacked, the attacked class stands out with a large positive z.
     """
     m = _maps(maps)
     if tuple(m.shape[2:]) != patch.size:
@@ -244,7 +256,18 @@ def patch_energy(maps, patch: Patch) -> dict[str, torch.Tensor]:
     sq = m.square().mean(1)  # (C, H, W), averaged over channels
     mask = patch.mask
     inside, outside = sq[:, mask].mean(1), sq[:, ~mask].mean(1)
-    return {"inside": inside, "outside": outside, "ratio": inside / outside}
+    valid = torch.isfinite(m.flatten(1)).all(1)
+    t = m
+    if hasattr(maps, "sem"):
+        t = m / _maps(maps.sem).clamp_min(1e-12)
+        valid &= maps.count >= min_count
+    signed = t.mean(1)[:, mask].mean(1)
+    z = torch.full_like(signed, float("nan"))
+    for c in valid.nonzero().flatten().tolist():
+        others = signed[valid & (torch.arange(len(signed)) != c)]
+        if len(others) >= 2:
+            z[c] = (signed[c] - others.mean()) / others.std().clamp_min(1e-12)
+    return {"inside": inside, "outside": outside, "ratio": inside / outside, "signed": signed, "z": z}
 
 
 @dataclass
