@@ -211,6 +211,8 @@ for title, g in gradients.items():
 def scores(model_name, ci, a):
     energy = attack.patch_energy(ci, a.patch)
     e, z = energy["ratio"], energy["z"]
+    zs = z.nan_to_num(-float("inf"))
+    top = int(zs.argmax()) if (~z.isnan()).any() else -1
     d = attack.detect(ci, k=k)
     others = e[(torch.arange(len(e)) != a.target) & ~e.isnan()]
     top_other = float(others.max()) if len(others) else float("nan")
@@ -219,7 +221,7 @@ def scores(model_name, ci, a):
             "energy ratio, target": float(e[a.target]),
             "energy ratio, other classes (max)": top_other,
             "patch z, target": float(z[a.target]),
-            "patch z flags": int(z.nan_to_num(-float("inf")).argmax()) if (~z.isnan()).any() else -1,
+            "patch z flags": top, "its patch z": float(z[top]) if top >= 0 else float("nan"),
             "detector flags": d.flagged, "z": d.flagged_z,
             "window (rows, cols)": d.window() if d.flagged >= 0 else "–",
             "on patch": d.on_patch(a.patch)}
@@ -286,6 +288,7 @@ for row in table + cifar_table:
     glue(f"flag_{tag}", row["detector flags"], display=False)
     glue(f"pz_{tag}", round(row["patch z, target"], 2), display=False)
     glue(f"pzflag_{tag}", row["patch z flags"], display=False)
+    glue(f"pzmax_{tag}", round(row["its patch z"], 2), display=False)
     glue(f"z_{tag}", round(row["z"], 2), display=False)
     glue(f"onpatch_{tag}", "yes" if row["on patch"] else "no", display=False)
 for title, tag in zip(grad_energy, ["clean", "attacked", "patched"]):
