@@ -68,6 +68,29 @@ def test_a_changed_parameter_rebuilds_the_fast_copy():
     assert torch.equal(again.count, fresh.count) and torch.equal(again.count, before.count)
 
 
+def test_a_hook_registered_or_removed_between_calls_rebuilds_the_fast_copy():
+    """The fast copy is a deep copy of the model, hooks included: a hook added after the first call
+    must act on the next one, and a removed hook must stop acting (activation injection, Fig. 21)."""
+    torch.manual_seed(0)
+    net = models.MnistCNN().eval()
+    noise = stimuli.WhiteNoise((1, 28, 28))
+
+    def push_3(module, args, out):
+        out = out.clone()
+        out[:, 3] += 5.0
+        return out
+
+    with Probe(net, batch_size=500, progress=False) as p:
+        before = p.classification_images(noise, 1000, seed=0)
+        handle = net.fc2.register_forward_hook(push_3)
+        hooked = p.classification_images(noise, 1000, seed=0)
+        handle.remove()
+        after = p.classification_images(noise, 1000, seed=0)
+    assert hooked.meta["fast_path"] == "eager"
+    assert int(hooked.count[3]) > 900 > int(before.count[3])
+    assert torch.equal(after.count, before.count) and torch.equal(after.sums, before.sums)
+
+
 @pytest.mark.parametrize("fast", ["eager", pytest.param("onnx", marks=pytest.mark.slow),
                                   pytest.param("compile", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("outputs", [10, 1])

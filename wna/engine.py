@@ -104,7 +104,8 @@ def _rows(stimuli, k: int):
 
 
 def _state_token(model) -> tuple:
-    """Changes when a parameter or buffer of ``model`` is replaced or modified in place."""
+    """Changes when a parameter or buffer of ``model`` is replaced or modified in place, or when a
+    forward (pre-)hook is registered or removed (the fast copy carries the hooks it was built with)."""
     if not isinstance(model, torch.nn.Module):
         return ()
     out = []
@@ -113,7 +114,8 @@ def _state_token(model) -> tuple:
             out.append((t.data_ptr(), t._version))
         except RuntimeError:  # an inference tensor has no version counter
             out.append((t.data_ptr(), None))
-    return tuple(out)
+    hooks = tuple(k for m in model.modules() for d in (m._forward_pre_hooks, m._forward_hooks) for k in d)
+    return (tuple(out), hooks)
 
 
 class Probe:
@@ -131,7 +133,8 @@ class Probe:
     decisions are always the plain fp32 model's (see :mod:`wna._backends`).
     The fast copy is built at most once per stimulus shape and reused for
     every call; if the model's parameters change between calls, it is
-    rebuilt (:meth:`edit_in_place` edits them without a rebuild).
+    rebuilt (:meth:`edit_in_place` edits them without a rebuild); so is it when a forward hook
+    is registered on the model or removed.
 
     Same ``seed``, ``batch_size`` and ``n_samples`` give bitwise the same
     result on the CPU, whatever the number of threads.
