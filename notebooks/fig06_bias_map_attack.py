@@ -175,9 +175,9 @@ Markdown(table.reset_index().to_markdown(index=False, floatfmt=".3f"))
 # %% tags=["remove-cell"]
 for (b, k), r in res.items():
     for i, g in enumerate(gammas):
-        key = f"t2_{b}_{k}_g{round(10 * g):02d}"
+        key = paper.table2_key(b, k, g)
         glue(key, round(float(r.rate[i]), 3), display=False)
-        glue(f"paper_{key}", paper.TABLE2[(b, k)][i], display=False)
+        glue(f"paper_{key}", paper.TABLE2_CELLS[key], display=False)
         glue(f"{key}_diff", round(float(r.rate[i]) - paper.TABLE2[(b, k)][i], 3), display=False)
     glue(f"t2_{b}_{k}_mad", round(float(np.mean(np.abs(r.rate - paper.TABLE2[(b, k)]))), 3),
          display=False)

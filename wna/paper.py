@@ -88,6 +88,16 @@ TABLE2 = {
     ("digits", "mean"): (0.1, 0.101, 0.103, 0.109, 0.149, 0.28, 0.534, 0.83, 0.994, 1.0, 1.0),
 }
 
+
+def table2_key(base: str, pattern: str, gamma: float) -> str:
+    """The name of one Table 2 cell, e.g. ``t2_noise_bias_g05`` (its paper value: ``paper_`` + it)."""
+    return f"t2_{base}_{pattern}_g{round(10 * gamma):02d}"
+
+
+# every Table 2 cell by name: the report compares them one by one
+TABLE2_CELLS = {table2_key(b, p, g): v for (b, p), row in TABLE2.items()
+                for g, v in zip(TABLE2_GAMMAS, row)}
+
 # key: (what it is, kind, where the paper prints it); kind is "percent", "count" or "class"
 ABOUT = {
     "cnn_acc": ("CNN test accuracy", "percent", "§3.1"),
