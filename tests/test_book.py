@@ -163,20 +163,24 @@ def test_the_report_types_no_paper_number(smoke_book):
              for nb in runner.find_notebooks(root=ROOT)}
     # Table 2's cells (fractions such as 0.1, which prose and γ labels use too) are checked in the
     # report's tables, cell by cell, not searched for in the prose
-    assert _paper_column_problems(report, glued, {**PAPER, **TABLE2_CELLS}) == []
+    cells = {**PAPER, **TABLE2_CELLS}
+    assert _paper_column_problems(report, glued, cells) == []
     assert _paper_numbers_typed(report, PAPER) == []
 
     # the checks bite: a paper number typed back into a table or into the prose is caught
     glue_99 = "{glue:text}`executed/fig02_mnist_bias_maps.ipynb::paper_cnn_acc:g`"
     typed = report.replace(glue_99, "99.2")
     assert typed != report
-    assert _paper_column_problems(typed, glued, PAPER) == [
+    assert _paper_column_problems(typed, glued, cells) == [
         "CNN test accuracy (%): '99.2' is not a glued paper_<key>", "cnn_acc: in no table"]
     assert _paper_numbers_typed(typed, PAPER) == ["cnn_acc=99.2"]
     assert _paper_numbers_typed(report + "\nThe paper's 63.10% on mean digits.\n", PAPER)
     wrong = {**glued, "fig02_mnist_bias_maps": {**glued["fig02_mnist_bias_maps"],
                                                 "paper_cnn_acc": "99.19"}}
-    assert _paper_column_problems(report, wrong, PAPER)
+    assert _paper_column_problems(report, wrong, cells)
+    wrong_cell = {**glued, "fig06_bias_map_attack": {**glued["fig06_bias_map_attack"],
+                                                     "paper_t2_noise_bias_g05": "0.2"}}
+    assert [p for p in _paper_column_problems(report, wrong_cell, cells) if "γ = 0.5" in p]
 
 
 @pytest.mark.slow
