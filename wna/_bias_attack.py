@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._activations import _Rows
 from ._stream import digest
 from .engine import Estimator, Probe, class_counts
 from .models import decide
@@ -77,21 +78,6 @@ def scale_patterns(patterns, how: str = "minmax") -> torch.Tensor:
     return p.to(torch.float32)
 
 
-class _Images:
-    """A finite base: rows of a tensor, in order (see :meth:`MixEstimator.sample_at`)."""
-
-    def __init__(self, images: torch.Tensor):
-        self.images = images
-        self.shape = tuple(images.shape[1:])
-        self.digest = digest("images", [("images", images)])[:12]
-
-    def sample(self, n, generator):
-        raise ValueError("a finite base is read in order through sample_at, not sampled")
-
-    def __repr__(self) -> str:
-        return f"Images({len(self.images)} x {self.shape}, sha256 {self.digest})"
-
-
 class MixEstimator(Estimator):
     """Stimuli ``(1 - gamma) x + gamma p`` and the model's decisions per class (``Decisions``).
 
@@ -112,9 +98,9 @@ class MixEstimator(Estimator):
         if isinstance(base, torch.Tensor):
             if base.ndim < 2 or len(base) == 0:
                 raise ValueError(f"base images must be (N, *shape), N > 0: {tuple(base.shape)}")
-            base = _Images(base.to(device, torch.float32))
+            base = _Rows(base.to(device, torch.float32))
         super().__init__(base)
-        self.finite = isinstance(base, _Images)
+        self.finite = isinstance(base, _Rows)
         if not 0.0 <= float(gamma) <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
         pattern = torch.as_tensor(pattern, dtype=torch.float32).to(device)
@@ -130,7 +116,7 @@ class MixEstimator(Estimator):
 
     def sample_at(self, start, n, generator):
         if self.finite:
-            x = self.stimulus.images[start:start + n]
+            x = self.stimulus.head(start, n)[0]
         else:
             x = self.stimulus.sample(n, generator)
         t = (1.0 - self.gamma) * x[None] + self.gamma * self.patterns[:, None]  # (K, n, *shape)
@@ -229,7 +215,7 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
         n_samples = n_max if n_samples is None else int(n_samples)
         if not 0 < n_samples <= n_max:
             raise ValueError(f"n_samples must lie in [1, {n_max}] (base images), got {n_samples}")
-        base = _Images(base[:n_samples].to(torch.float32))
+        base = _Rows(base[:n_samples].to(torch.float32))
     elif n_samples is None:
         raise ValueError("a noise base needs n_samples")
     shape = tuple(base.shape)
@@ -238,8 +224,8 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
     own = not isinstance(model, Probe)
     probe = (Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
              if own else model)
-    if isinstance(base, _Images) and base.images.device != probe.device:
-        base = _Images(base.images.to(probe.device))
+    if isinstance(base, _Rows) and base.images.device != probe.device:
+        base = _Rows(base.images.to(probe.device))
     counts, fast_path, t0 = None, None, time.perf_counter()
     with (contextlib.closing(probe) if own else contextlib.nullcontext(),
           tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress) as bar):

@@ -119,7 +119,7 @@ class _Decisions(Estimator):
         self.num_classes = num_classes
 
     def sample_at(self, start, n, generator):
-        return self.stimulus.rows(start, min(n, len(self.stimulus.images) - start))
+        return self.stimulus.head(start, n)
 
     def update(self, stimuli, outputs):
         pred, C = decide(outputs)
