@@ -18,7 +18,7 @@ KNOWN = {0: 472, 1: 260, 2: 300}
 @pytest.fixture(scope="session")
 def imagenet_available():
     try:
-        data.imagenet_source()
+        data.imagenet_source(download=False)  # the tests never download (see the local server below)
     except data.DataNotFoundError as exc:
         if os.environ.get("CI"):
             pytest.fail(str(exc))
@@ -50,9 +50,10 @@ def test_imagenet_subset_labels_range_and_size(imagenet_available):
 def test_imagenet_missing_names_both_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("WNA_DATA", str(tmp_path))
     with pytest.raises(data.DataNotFoundError) as e:
-        data.imagenet_val(32)
+        data.imagenet_val(32, download=False)
     assert str(tmp_path / data.IMAGENET_MIRROR) in str(e.value)
     assert str(tmp_path / data.IMAGENET_FOLDER) in str(e.value)
+    assert "download=False" in str(e.value) and data.IMAGENET_URL in str(e.value)
 
 
 def _jpeg(color, size=(40, 30)) -> bytes:
@@ -178,3 +179,254 @@ def test_paper_backbones_are_torchvision_models_that_take_32px_noise(monkeypatch
             with torch.inference_mode():
                 assert m(noise).shape == (2, 1000)
     assert built == list(backbones.PAPER_BACKBONES)
+
+
+# ---------------------------------------------------------------- downloading the 1,300-image subset
+# A local HTTP server stands in for GitHub: it serves the subset zip of the data root (the
+# project's layout), the same images in GitHub's archive layout, truncated copies and a copy
+# with one image altered.
+
+SUBSET = "ilsvrc2012-val-1300/"
+ALTERED = "ILSVRC2012_val_00000361.JPEG"  # the third image of the manifest
+
+
+@pytest.fixture(scope="module")
+def subset_zip():
+    """The subset zip of the data root ($WNA_DATA); skip when absent (fail under CI)."""
+    path = data.data_root() / data.IMAGENET_MIRROR
+    if not path.is_file():
+        msg = f"the ImageNet subset zip is not at {path}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return path
+
+
+def _rezip(src: bytes, rename, alter=None) -> bytes:
+    """``src``'s members under ``rename(name)`` (None: dropped), one image's bytes ``alter``ed."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(src)) as zin, zipfile.ZipFile(buf, "w") as zout:
+        for info in zin.infolist():
+            new = rename(info.filename)
+            if new is None or info.is_dir():
+                continue
+            body = zin.read(info)
+            if alter and info.filename.endswith("/" + alter):
+                body = body[:1000] + bytes([body[1000] ^ 0x01]) + body[1001:]  # one bit flipped
+            zout.writestr(new, body)
+    return buf.getvalue()
+
+
+def _github_layout(name: str):
+    """GitHub's archive of VeriSilicon/acuity-dataset: a top folder, the images under data/."""
+    top = "acuity-dataset-aded2e9f22cd8fe0745aa57356c68cb95457aad9/ILSVRC2012_VAL_SET/"
+    if name.startswith(SUBSET + "images/"):
+        return top + "data/" + name.rsplit("/", 1)[-1]
+    if name == SUBSET + "synset_words.txt":
+        return top + "synset_words.txt"
+    return None  # its dataset.txt is not needed: the labels come from the package's manifest
+
+
+@pytest.fixture(scope="module")
+def server(subset_zip):
+    """``(base URL, hits)``; each route gives ``(body, Content-Length)`` for its n-th request."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    good = subset_zip.read_bytes()
+    github, altered = _rezip(good, _github_layout), _rezip(good, lambda n: n, ALTERED)
+    cut = len(good) // 3
+    routes = {
+        "/good.zip": lambda hit: (good, len(good)),
+        "/github.zip": lambda hit: (github, len(github)),
+        "/short.zip": lambda hit: (good[:cut], cut),  # a truncated file, served as it is
+        "/lying.zip": lambda hit: (good[:cut], len(good)),  # the connection drops: a short read
+        "/flaky.zip": lambda hit: (good[:cut], len(good)) if hit == 1 else (good, len(good)),
+        "/altered.zip": lambda hit: (altered, len(altered)),
+    }
+    hits = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits[self.path] = hits.get(self.path, 0) + 1
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            body, length = routes[self.path](hits[self.path])
+            self.send_response(200)
+            self.send_header("Content-Type", "application/zip")
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            try:
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def log_message(self, *args):  # quiet
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", hits
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def fresh_root(tmp_path, monkeypatch):
+    """An empty data root, no download failure remembered, no wait between the two attempts."""
+    from wna import _imagenet
+    monkeypatch.setenv("WNA_DATA", str(tmp_path))
+    monkeypatch.setattr(_imagenet, "_download_failed", {})
+    monkeypatch.setattr(_imagenet, "_RETRY_WAIT_S", 0.0)
+    return tmp_path
+
+
+def _files(root):
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("route", ["/good.zip", "/github.zip"])
+def test_download_writes_the_subset_zip_that_reads_like_the_original(route, server, subset_zip,
+                                                                     fresh_root, monkeypatch):
+    url, hits = server
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + route)
+    before = hits.get(route, 0)
+    x, y = data.imagenet_val(32, limit=40, progress=False)
+    assert hits[route] == before + 1
+    assert _files(fresh_root) == [data.IMAGENET_MIRROR]  # no temporary file left behind
+    ours = fresh_root / data.IMAGENET_MIRROR
+    with zipfile.ZipFile(subset_zip) as orig, zipfile.ZipFile(ours) as zf:
+        assert sum(n.startswith(SUBSET + "images/") for n in zf.namelist()) == 1300
+        for name in (SUBSET + "synset_words.txt", SUBSET + "images/" + ALTERED):
+            assert zf.read(name) == orig.read(name)
+        labels = zf.read(SUBSET + "labels.txt").decode()
+        assert labels.split() == orig.read(SUBSET + "labels.txt").decode().split()
+    x2, y2 = data.imagenet_val(32, limit=40, progress=False)  # later calls read it offline
+    assert hits[route] == before + 1 and torch.equal(x2, x) and torch.equal(y2, y)
+    xr, yr = data.imagenet_val(32, limit=40, root=subset_zip.parents[1], progress=False)
+    assert torch.equal(x, xr) and torch.equal(y, yr)  # the same pixels and labels as the original
+    assert y[:3].tolist() == list(KNOWN.values()) and data.imagenet_source() == "mirror-1300"
+
+
+def test_a_truncated_download_is_retried_once(server, fresh_root, monkeypatch):
+    url, hits = server
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/flaky.zip")
+    assert data.imagenet_source() == "mirror-1300"  # the first response was cut short
+    assert hits["/flaky.zip"] == 2 and _files(fresh_root) == [data.IMAGENET_MIRROR]
+    _, y = data.imagenet_val(32, limit=3, progress=False)
+    assert y.tolist() == list(KNOWN.values())
+
+
+@pytest.mark.parametrize("route, why", [("/short.zip", "not a complete zip archive"),
+                                        ("/lying.zip", "truncated download")])
+def test_a_truncated_download_is_refused_and_remembered(route, why, server, fresh_root,
+                                                        monkeypatch):
+    url, hits = server
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + route)
+    before = hits.get(route, 0)
+    with pytest.raises(data.DataNotFoundError) as e:
+        data.imagenet_val(32, limit=3, progress=False)
+    msg = str(e.value)
+    assert why in msg and "attempt 2" in msg and url + route in msg
+    assert str(fresh_root / data.IMAGENET_MIRROR) in msg  # where to put the files by hand
+    assert hits[route] == before + 2 and _files(fresh_root) == []
+    with pytest.raises(data.DataNotFoundError, match="earlier in this process"):
+        data.imagenet_val(32, limit=3, progress=False)  # remembered: no third try
+    assert hits[route] == before + 2
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/good.zip")  # the server is fixed
+    with pytest.raises(data.DataNotFoundError, match="download=True tries again"):
+        data.imagenet_source()
+    assert data.imagenet_source(download=True) == "mirror-1300"
+
+
+def test_a_wrong_checksum_is_refused_names_the_image_and_leaves_nothing(server, fresh_root,
+                                                                        monkeypatch):
+    url, hits = server
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/altered.zip")
+    before = hits.get("/altered.zip", 0)
+    with pytest.raises(data.DataNotFoundError) as e:
+        data.imagenet_val(32, limit=3, progress=False)
+    assert f"SHA-256 checksum failed for {ALTERED} (" in str(e.value)
+    assert hits["/altered.zip"] == before + 2
+    assert _files(fresh_root) == [] and not (fresh_root / "imagenet").exists()
+    from wna import _imagenet
+    _imagenet._download_failed.clear()  # as in a new process: the next call downloads again
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/good.zip")
+    x, y = data.imagenet_val(32, limit=3, progress=False)
+    assert y.tolist() == list(KNOWN.values()) and x.shape == (3, 3, 32, 32)
+
+
+def test_download_false_never_touches_the_network(server, fresh_root, monkeypatch):
+    import urllib.request
+    url, hits = server
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/good.zip")
+    before = dict(hits)
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("download=False opened a URL")
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    with pytest.raises(data.DataNotFoundError, match="download=False"):
+        data.imagenet_val(32, download=False)
+    with pytest.raises(data.DataNotFoundError, match="download=False"):
+        data.imagenet_source(download=False)
+    assert hits == before and _files(fresh_root) == []
+
+
+def test_an_unreachable_server_fails_fast_with_a_message(fresh_root, monkeypatch):
+    import socket
+    import time
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("WNA_IMAGENET_URL", f"http://127.0.0.1:{port}/nothing.zip")
+    t = time.perf_counter()
+    with pytest.raises(data.DataNotFoundError) as e:
+        data.imagenet_val(32, progress=False)
+    assert time.perf_counter() - t < 5
+    assert "URLError" in str(e.value) and f"127.0.0.1:{port}/nothing.zip" in str(e.value)
+    assert _files(fresh_root) == [] and list(fresh_root.iterdir()) == []
+
+
+def test_manifest_lists_the_subset_with_its_labels():
+    from wna import _imagenet
+    rows = _imagenet.imagenet_manifest()
+    assert len(rows) == 1300 and len({n for n, _, _ in rows}) == 1300
+    assert len({k for _, k, _ in rows}) == 725 and all(0 <= k <= 999 for _, k, _ in rows)
+    assert [k for _, k, _ in rows[:3]] == list(KNOWN.values())
+    assert all(len(h) == 64 and int(h, 16) >= 0 for _, _, h in rows)
+
+
+def test_table1_summary_marks_what_was_not_run():
+    rows = [dict(backbone="Lite0", key="lite0", noise="white", empty=600, dot=0.154, cosine=0.231),
+            dict(backbone="Lite0", key="lite0", noise="gabor", empty=500, dot=0.231, cosine=0.077)]
+    s = data.table1_summary(rows, {"lite0": 75.38}, labels=torch.tensor([1, 2, 2]),
+                            source="mirror-1300", n_top1=2)
+    assert s["best"] is rows[1]  # tied at 0.231: fewer empty classes
+    assert s["rule"] == "dot" and s["accuracy"] == 0.231
+    t = s["text"]
+    assert (t["tm_acc"], t["tm_acc_diff"], t["best_rule"]) == ("0.23", "+0.05", "dot")
+    assert t["best"] == "Lite0, gabor noise, dot rule"
+    assert t["top1_lite0"] == "75.4%"
+    assert (t["cos_lite0_white"], t["dot_lite0_gabor"], t["dot_lite0_white"]) == (
+        "0.231%", "0.231%", "0.154%")
+    assert t["validation"] == "3 of 2 classes (mirror-1300)"
+    assert t["status"] == "template matching ran on 3 validation images and the top-1 check on 2"
+    for r in rows:
+        r["dot"] = r["cosine"] = None
+    s = data.table1_summary(rows)
+    assert s["best"] is rows[1] and s["rule"] is None and s["accuracy"] is None
+    t = s["text"]
+    assert {t[k] for k in ("tm_acc", "tm_acc_diff", "best_rule", "top1_lite0", "dot_lite0_white",
+                           "cos_lite0_gabor")} == {"not run"}
+    assert t["validation"] == "none"
+    assert t["status"].startswith("top-1 and template matching were not run")
+    assert t["best_label"] == "Lite0, gabor noise" and "fewest empty classes" in t["best"]
+    with pytest.raises(ValueError, match="no rows"):
+        data.table1_summary([])
+
+
+def test_a_copy_downloaded_by_hand_is_read_through_a_file_url(subset_zip, fresh_root, monkeypatch):
+    monkeypatch.setenv("WNA_IMAGENET_URL", subset_zip.resolve().as_uri())
+    _, y = data.imagenet_val(32, limit=3, progress=False)
+    assert y.tolist() == list(KNOWN.values()) and _files(fresh_root) == [data.IMAGENET_MIRROR]
