@@ -180,3 +180,73 @@ def test_cifar10_failed_download_leaves_nothing_and_falls_back(tmp_path, monkeyp
     monkeypatch.setattr(data, "_download_failed", {})
     assert data.cifar10_source() == "official"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cifar-10-batches-py", "cifar10"]
+
+
+# ---------------------------------------------------------------- MNIST IDX files: .gz, truncated
+
+def _raw_folder(root, folder="MNIST"):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True)
+    return raw
+
+
+def _gzip_test_split(raw, folder="MNIST"):
+    """The real test split as .gz only; the training files as empty .gz placeholders."""
+    import gzip
+    for name in data.MNIST_FILES:
+        with gzip.open(raw / f"{name}.gz", "wb", compresslevel=1) as f:
+            if name.startswith("t10k"):
+                f.write((data.data_root() / folder / "raw" / name).read_bytes())
+
+
+@pytest.mark.parametrize("loader, folder", [(data.mnist, "MNIST"), (data.fashion_mnist, "FashionMNIST")])
+def test_gz_only_copy_loads_bitwise_and_is_decompressed_once(loader, folder, tmp_path, monkeypatch):
+    """Known answer: the .gz files give bitwise the tensors of the uncompressed ones."""
+    if not (data.data_root() / folder / "raw" / "t10k-images-idx3-ubyte").is_file():
+        pytest.skip(f"{folder} not present uncompressed under $WNA_DATA")
+    want_x, want_y = loader(train=False, download=False)
+    root, cache = tmp_path / "data", tmp_path / "cache"
+    _gzip_test_split(_raw_folder(root, folder), folder)
+    monkeypatch.setenv("WNA_DATA", str(root))
+    monkeypatch.setenv("WNA_CACHE", str(cache))
+    x, y = loader(train=False, download=False)
+    assert torch.equal(x, want_x) and torch.equal(y, want_y) and x.dtype == torch.float32
+    cached = sorted(p.name for p in (cache / "data").iterdir())
+    assert len(cached) == 2 and not any(n.endswith(".tmp") for n in cached)
+    assert not (root / folder / "raw" / "t10k-images-idx3-ubyte").exists()  # the data root is untouched
+    stamps = {p: p.stat().st_mtime_ns for p in (cache / "data").iterdir()}
+    x2, _ = loader(train=False, download=False)
+    assert torch.equal(x2, want_x) and {p: p.stat().st_mtime_ns for p in stamps} == stamps  # read back
+    # the placeholders are not the official training files: refused by their MD5, naming the file
+    with pytest.raises(data.DataCorruptError, match="train-images-idx3-ubyte.gz decompresses to a file with MD5"):
+        loader(train=True, download=False)
+
+
+def test_unwritable_cache_still_reads_gz(tmp_path, monkeypatch, mnist_available):
+    root = tmp_path / "data"
+    _gzip_test_split(_raw_folder(root))
+    (tmp_path / "cache").write_text("a file, not a folder")
+    want_y = data.mnist(train=False, download=False)[1]
+    monkeypatch.setenv("WNA_DATA", str(root))
+    monkeypatch.setenv("WNA_CACHE", str(tmp_path / "cache"))
+    assert torch.equal(data.mnist(train=False, download=False)[1], want_y)
+
+
+def test_truncated_idx_names_the_file_its_size_and_the_fix(tmp_path, monkeypatch, mnist_available):
+    real = data.data_root() / "MNIST" / "raw"
+    raw = _raw_folder(tmp_path)
+    for name in data.MNIST_FILES:
+        (raw / name).write_bytes((real / name).read_bytes() if name.startswith("t10k") else b"")
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:3_920_016])  # half the file
+    monkeypatch.setenv("WNA_DATA", str(tmp_path))
+    with pytest.raises(data.DataCorruptError) as err:
+        data.mnist(train=False, download=False)
+    msg = str(err.value)
+    assert msg.startswith(f"{images} is truncated: 3,920,016 bytes")
+    assert "10,000 x 28 x 28" in msg and "needs 7,840,016 bytes" in msg and "delete it" in msg
+    # a label file where the images belong: the header's magic number says so
+    images.write_bytes((real / "t10k-labels-idx1-ubyte").read_bytes())
+    with pytest.raises(data.DataCorruptError, match="not an IDX image file of unsigned bytes: its header "
+                                                     "starts 0x00000801, expected 0x00000803"):
+        data.mnist(train=False, download=False)

@@ -16,6 +16,10 @@ CIFAR-10 has two sources: the official python batches
 preferred, and an offline JPEG copy (``$WNA_DATA/cifar10/cifar10-jpeg-q75.zip``,
 lossy: quality 75), decoded once into a uint8 cache under ``$WNA_CACHE/data``.
 :func:`cifar10_source` says which one :func:`cifar10` reads.
+
+ImageNet's 50,000 validation images need an account and are never
+downloaded; its public 1,300-image subset is downloaded where missing, from
+a pinned copy checked image by image against a manifest (:func:`imagenet_val`).
 """
 
 from __future__ import annotations
@@ -82,10 +86,9 @@ def _load_idx_dataset(cls_name: str, folder_name: str, train: bool, download: bo
         missing = _missing(raw)
     if missing:
         raise DataNotFoundError(_missing_message(folder_name, raw, missing, None))
-    ds = cls(str(root), train=train, download=False)
-    images = ds.data.unsqueeze(1).to(torch.float32).div_(255.0)
-    labels = ds.targets.to(torch.int64).clone()
-    return images, labels
+    from ._idx import read_split  # checked reads of the IDX files, uncompressed or .gz
+
+    return read_split(folder_name, raw, train)
 
 
 def _missing_message(name: str, raw: Path, missing: list[Path], exc: Exception | None) -> str:
@@ -100,7 +103,10 @@ def mnist(train: bool = True, download: bool | None = None) -> tuple[torch.Tenso
     """MNIST images ``(N, 1, 28, 28)`` in [0, 1] and labels ``(N,)``.
 
     ``download=None`` (default) downloads only when files are missing;
-    ``False`` never downloads.
+    ``False`` never downloads. Each IDX file is read uncompressed where
+    present, else from its ``.gz`` (decompressed once into ``$WNA_CACHE/data``
+    and checked against the official MD5); a truncated or foreign file raises
+    :class:`DataCorruptError` naming it (see :mod:`wna._idx`).
     """
     return _load_idx_dataset("MNIST", "MNIST", train, download)
 
@@ -285,4 +291,5 @@ CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "fashion_mnist": FASHI
                "cifar10": CIFAR10_CLASSES}
 
 # ImageNet validation images (Table 1): wna/_imagenet.py
-from ._imagenet import IMAGENET_FOLDER, IMAGENET_MIRROR, imagenet_classes, imagenet_source, imagenet_val  # noqa: E402
+from ._imagenet import (IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL, imagenet_classes,  # noqa: E402
+                        imagenet_source, imagenet_val, table1_summary)
