@@ -1,6 +1,6 @@
 """Template matching: classify images by their most similar template (Figs. 2C, 3, 5; Table 1).
 
-Two rules, because the paper used both (``../shared/paper/NOTES.md``):
+Two rules, because the paper used both (its text and the authors' released code):
 
 * ``rule="dot"``: the raw dot product of the flattened template and image,
   no normalisation of either. Fig. 2C's caption ("template matching using dot
@@ -39,20 +39,52 @@ def minmax(maps: torch.Tensor) -> torch.Tensor:
     return ((m - lo) / span).reshape(maps.shape)
 
 
+def _labels(labels, n: int, C: int | None) -> torch.Tensor:
+    """``labels`` as int64 ``(n,)`` in ``[0, C)``, refused rather than truncated or reshaped."""
+    labels = torch.as_tensor(labels)
+    if labels.shape != (n,):
+        raise ValueError(f"labels must be ({n},) (one per image), got {tuple(labels.shape)}")
+    if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+        raise ValueError("labels must be whole class numbers, got fractional values")
+    if labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be integers, got {labels.dtype}")
+    labels = labels.long()
+    if labels.numel() and (labels.min() < 0 or (C is not None and labels.max() >= C)):
+        raise ValueError(f"labels must lie in [0, {C if C is not None else 'C'}), got "
+                         f"{int(labels.min())}..{int(labels.max())}")
+    return labels
+
+
 def _flat(templates, images, labels=None):
+    """Templates ``(C, *shape)`` and images ``(N, *shape)`` flattened to float64 rows.
+
+    The per-item shapes must agree, not merely hold as many values:
+    channels-last maps ``(C, H, W, ch)`` against images ``(N, ch, H, W)``
+    would otherwise be compared pixel against the wrong pixel. They agree when
+    equal once size-1 axes are dropped (``(28, 28)`` and ``(1, 28, 28)``), or
+    when one side is flat (one axis, e.g. a linear model's weights ``(C, 784)``
+    against images ``(N, 1, 28, 28)``: taken in the images' row-major order).
+    """
     templates = torch.as_tensor(templates)
     images = torch.as_tensor(images)
+    if templates.ndim < 2 or templates.shape[0] < 1:
+        raise ValueError(f"templates must be (C, *shape) with C >= 1, got {tuple(templates.shape)}")
+    if images.ndim < 1:
+        raise ValueError("images must be (N, *shape), got a scalar")
+    ts, xs = tuple(templates.shape[1:]), tuple(images.shape[1:])
+    squeezed = tuple(d for d in ts if d != 1) == tuple(d for d in xs if d != 1)
+    flat = (len(ts) <= 1 or len(xs) <= 1) and math.prod(ts) == math.prod(xs)
+    if not (squeezed or flat):
+        raise ValueError(f"templates are {ts} each but images {xs} (templates {tuple(templates.shape)}, "
+                         f"images {tuple(images.shape)}); the shapes must match exactly (up to size-1 "
+                         f"axes, or one side flat): transpose or reshape one of them first (e.g. "
+                         f"channels-last to channels-first)")
     C = templates.shape[0]
-    t = templates.reshape(C, -1).to(torch.float64)
-    x = images.reshape(images.shape[0], -1).to(torch.float64)
-    if t.shape[1] != x.shape[1]:
-        raise ValueError(f"templates have {t.shape[1]} values each, images {x.shape[1]}")
+    D = math.prod(images.shape[1:])
+    t = templates.reshape(C, D).to(torch.float64)
+    x = images.reshape(images.shape[0], D).to(torch.float64)
     if labels is not None:
-        labels = torch.as_tensor(labels).long()
-        if labels.shape != (x.shape[0],):
-            raise ValueError(f"labels must be ({x.shape[0]},), got {tuple(labels.shape)}")
-        if labels.numel() and (labels.min() < 0 or labels.max() >= C):
-            raise ValueError(f"labels must lie in [0, {C})")
+        labels = _labels(labels, x.shape[0], C)
     return t, x, labels
 
 
@@ -82,24 +114,34 @@ def template_accuracy(templates: torch.Tensor, images: torch.Tensor, labels: tor
     """Accuracy and confusion matrix of template matching under ``rule`` (``"dot"`` or ``"cosine"``).
 
     Each image gets the class of the template with the largest score (see
-    :func:`match`). Returns the accuracy in [0, 1] and the confusion matrix
-    ``(C, C)`` of counts, rows true class, columns predicted class.
+    :func:`match`). Templates and images must have the same per-item shape
+    (up to size-1 axes, or one side flat: see :func:`_flat`); a ``ValueError``
+    otherwise, and for no images. Returns the accuracy in [0, 1] and the
+    confusion matrix ``(C, C)`` of counts, rows true class, columns predicted class.
     """
-    t, _, labels = _flat(templates, images, labels)
+    t, x, labels = _flat(templates, images, labels)
+    if x.shape[0] == 0:
+        raise ValueError("no images to match (an empty image tensor): the accuracy is undefined")
     pred = match(templates, images, rule)
     C = t.shape[0]
     confusion = torch.zeros((C, C), dtype=torch.int64)
     confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
-    acc = float((pred == labels).double().mean()) if labels.numel() else float("nan")
+    acc = float((pred == labels).double().mean())
     return acc, confusion
 
 
 def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
-    """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates)."""
+    """Mean image per class ``(C, *shape)`` in float64 (Fig. 2C's "mean digit" templates).
+
+    ``labels`` ``(N,)``, one per image, in ``[0, num_classes)``; a class without
+    images gets a NaN template (never chosen by :func:`match`).
+    """
     images = torch.as_tensor(images)
-    labels = torch.as_tensor(labels).long()
+    if images.ndim < 1 or images.shape[0] == 0:
+        raise ValueError(f"no images to average (images {tuple(images.shape)})")
+    labels = _labels(labels, images.shape[0], None if num_classes is None else int(num_classes))
     C = int(labels.max()) + 1 if num_classes is None else int(num_classes)
-    x = images.reshape(len(labels), -1).to(torch.float64)
+    x = images.reshape(images.shape[0], -1).to(torch.float64)
     sums = torch.zeros((C, x.shape[1]), dtype=torch.float64).index_add_(0, labels, x)
     counts = torch.zeros(C, dtype=torch.float64).index_add_(0, labels, torch.ones(len(labels), dtype=torch.float64))
     return (sums / counts[:, None]).reshape(C, *images.shape[1:])
@@ -108,7 +150,7 @@ def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | N
 def class_rms(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
     """Root-mean-square image per class ``sqrt(mean(x^2))`` ``(C, *shape)`` in float64.
 
-    The released code's CIFAR-10 "mean image" template (``NOTES.md``): cosine
+    The released code's CIFAR-10 "mean image" template: cosine
     similarity with it, not min-max normalised, classifies 28.58% of the
     CIFAR-10 test images of the JPEG mirror (the paper: 28.69%). The noise
     counterpart is :attr:`wna.probe.ClassificationImages.rms`.
