@@ -6,6 +6,11 @@ writes ``book/executed/<name>.ipynb``. The run's parameters, profile, package
 versions and wall time are stored in the notebook's metadata (``wna``) and in
 ``book/executed/<name>.run.json``; the parameters cells are tagged
 ``remove-cell`` so the book shows prose, code and results only.
+
+Every parameter, from the profile or an override, is checked against the
+notebook's ``parameters`` cell before anything runs (:mod:`wna._params`: the
+type of each default says what a value may be; an unknown name is refused);
+a bad one raises :class:`ParameterError`.
 """
 
 from __future__ import annotations
@@ -20,8 +25,10 @@ from pathlib import Path
 
 import yaml
 
+from ._params import ParameterError, check_all
+
 __all__ = ["PROFILES", "project_root", "find_notebooks", "load_profile", "run_notebook",
-           "run_notebooks", "NotebookFailed"]
+           "run_notebooks", "check_parameters", "NotebookFailed", "ParameterError"]
 
 PROFILES = ("smoke", "ci", "paper")
 VERSIONED = ("wna", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill",
@@ -72,6 +79,20 @@ def load_profile(profile: str, root: Path | None = None) -> dict:
     return yaml.safe_load(path.read_text()) or {}
 
 
+def check_parameters(path: Path, profile: str = "ci", overrides: dict | None = None,
+                     root: Path | None = None) -> dict:
+    """The parameters ``run_notebook(path, profile, overrides)`` would inject, each checked
+    against the notebook's ``parameters`` cell (see :mod:`wna._params`); raises
+    :class:`ParameterError` for a name the notebook lacks or a value its default's type refuses."""
+    root = root or project_root()
+    path = Path(path)
+    params = check_all(path, dict(load_profile(profile, root).get(path.stem) or {}),
+                       f"profile {profile!r} (notebooks/profiles/{profile}.yml)")
+    params.update(check_all(path, dict(overrides or {}), "override"))
+    params["profile"] = profile
+    return params
+
+
 def _versions() -> dict:
     out = {"python": platform.python_version(), "platform": platform.platform()}
     for name in VERSIONED:
@@ -92,18 +113,21 @@ def _hide_parameters(nb) -> None:
 def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
                  out_dir: Path | None = None, root: Path | None = None,
                  progress: bool = True) -> Path:
-    """Execute one notebook; return the executed ``.ipynb`` path."""
+    """Execute one notebook; return the executed ``.ipynb`` path.
+
+    The profile's parameters and ``overrides`` are checked first (see
+    :func:`check_parameters`): a bad one raises :class:`ParameterError` before
+    anything is executed or written.
+    """
     import jupytext
     import nbformat
     import papermill
 
     root = root or project_root()
     path = Path(path)
+    params = check_parameters(path, profile, overrides, root)
     out_dir = Path(out_dir) if out_dir else root / "book" / "executed"
     out_dir.mkdir(parents=True, exist_ok=True)
-    params = dict(load_profile(profile, root).get(path.stem) or {})
-    params.update(overrides or {})
-    params["profile"] = profile
 
     nb = jupytext.read(path)
     nb.metadata.setdefault("kernelspec", {"name": "python3", "display_name": "Python 3",
@@ -144,12 +168,40 @@ def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
 
 def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
                   out_dir: Path | None = None, progress: bool = True) -> list[Path]:
-    """Execute notebooks in order; stop at the first that fails."""
+    """Execute notebooks in order; stop at the first that fails.
+
+    Each override goes to the notebooks that have that parameter; one that none
+    of them has is refused. Every notebook's parameters are checked (see
+    :func:`check_parameters`) before the first one runs.
+    """
     root = project_root()
+    notebooks = find_notebooks(names, root)
+    per_notebook = _split_overrides(notebooks, dict(overrides or {}))
+    for nb in notebooks:
+        check_parameters(nb, profile, per_notebook[nb], root)
     outs = []
-    for nb in find_notebooks(names, root):
+    for nb in notebooks:
         t0 = time.perf_counter()
         print(f"[wna run] {nb.name} (profile {profile})", file=sys.stderr, flush=True)
-        outs.append(run_notebook(nb, profile, overrides, out_dir, root, progress))
+        outs.append(run_notebook(nb, profile, per_notebook[nb], out_dir, root, progress))
         print(f"[wna run] {nb.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
     return outs
+
+
+def _split_overrides(notebooks: list[Path], overrides: dict) -> dict:
+    """``{notebook: the overrides it has a parameter for}``; a name none has is refused."""
+    from ._params import defaults
+
+    if len(notebooks) == 1:  # check_parameters names the notebook and its parameters
+        return {notebooks[0]: overrides}
+    have = {nb: defaults(nb) for nb in notebooks}
+    for name in overrides:
+        if name != "profile" and not any(name in params for params in have.values()):
+            import difflib
+
+            every = sorted({p for params in have.values() for p in params} - {"profile"})
+            close = difflib.get_close_matches(name, every, n=3)
+            hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ParameterError(f"override: none of the {len(notebooks)} notebooks has a parameter "
+                                 f"{name!r}{hint} (their parameters: {', '.join(every)})")
+    return {nb: {k: v for k, v in overrides.items() if k == "profile" or k in have[nb]} for nb in notebooks}
