@@ -153,7 +153,7 @@ for name, model in models.items():
                              empty=int((ci.count == 0).sum()), seconds=ci.meta["seconds"],
                              rate=ci.meta["stimuli_per_second"]))
 # the best row, and the numbers as the report's words ("not run" where missing)
-summary = data.table1_summary(rows, top1, labels=y_val, source=source,
+summary = templates.table1_summary(rows, top1, labels=y_val, source=source,
                               n_top1=n_checked if top1 else None)
 text = summary["text"]
 

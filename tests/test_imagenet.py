@@ -8,7 +8,7 @@ import zipfile
 import pytest
 import torch
 
-from wna import backbones, data
+from wna import backbones, data, templates
 
 # Three images of the offline subset (labels.txt order) and their classes; every
 # EfficientNet-Lite classifies them correctly at its native size.
@@ -400,7 +400,7 @@ def test_manifest_lists_the_subset_with_its_labels():
 def test_table1_summary_marks_what_was_not_run():
     rows = [dict(backbone="Lite0", key="lite0", noise="white", empty=600, dot=0.154, cosine=0.231),
             dict(backbone="Lite0", key="lite0", noise="gabor", empty=500, dot=0.231, cosine=0.077)]
-    s = data.table1_summary(rows, {"lite0": 75.38}, labels=torch.tensor([1, 2, 2]),
+    s = templates.table1_summary(rows, {"lite0": 75.38}, labels=torch.tensor([1, 2, 2]),
                             source="mirror-1300", n_top1=2)
     assert s["best"] is rows[1]  # tied at 0.231: fewer empty classes
     assert s["rule"] == "dot" and s["accuracy"] == 0.231
@@ -414,7 +414,7 @@ def test_table1_summary_marks_what_was_not_run():
     assert t["status"] == "template matching ran on 3 validation images and the top-1 check on 2"
     for r in rows:
         r["dot"] = r["cosine"] = None
-    s = data.table1_summary(rows)
+    s = templates.table1_summary(rows)
     assert s["best"] is rows[1] and s["rule"] is None and s["accuracy"] is None
     t = s["text"]
     assert {t[k] for k in ("tm_acc", "tm_acc_diff", "best_rule", "top1_lite0", "dot_lite0_white",
@@ -423,7 +423,7 @@ def test_table1_summary_marks_what_was_not_run():
     assert t["status"].startswith("top-1 and template matching were not run")
     assert t["best_label"] == "Lite0, gabor noise" and "fewest empty classes" in t["best"]
     with pytest.raises(ValueError, match="no rows"):
-        data.table1_summary([])
+        templates.table1_summary([])
 
 
 def test_a_copy_downloaded_by_hand_is_read_through_a_file_url(subset_zip, fresh_root, monkeypatch):

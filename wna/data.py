@@ -292,4 +292,4 @@ CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "fashion_mnist": FASHI
 
 # ImageNet validation images (Table 1): wna/_imagenet.py
 from ._imagenet import (IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL, imagenet_classes,  # noqa: E402
-                        imagenet_source, imagenet_val, table1_summary)
+                        imagenet_source, imagenet_val)

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 __all__ = ["RULES", "SCALINGS", "template_accuracy", "match", "minmax", "class_means", "class_rms",
-           "variants", "assigned_classes"]
+           "variants", "assigned_classes", "table1_summary", "NOT_RUN"]
 
 RULES = ("dot", "cosine")
 
@@ -191,3 +191,68 @@ def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
             logits = predict(model, maps[valid].to(torch.float32))
         out[valid] = decide(logits)[0].cpu()
     return out
+
+
+# ---------------------------------------------------------------- Table 1's summary
+
+NOT_RUN = "not run"
+
+
+def table1_summary(rows: list[dict], top1: dict[str, float] | None = None, *,
+                   labels=None, source: str | None = None, n_top1: int | None = None) -> dict:
+    """A Table 1 run's best row, and its numbers as words: ``"not run"`` where one is missing.
+
+    ``rows``: one dict per backbone and noise with ``backbone`` (its label),
+    ``key`` (its name), ``noise``, ``empty`` (classes no noise image reached)
+    and ``dot``, ``cosine`` (template accuracy in percent; ``None`` where
+    template matching was not run, for want of validation images).
+    ``top1``: each backbone's top-1 accuracy in percent (missing: not run).
+    ``labels``, ``source``: the validation labels and :func:`imagenet_source`
+    (``None``: no validation images); ``n_top1``: how many the top-1 check used.
+
+    Returns ``best``, the row with the highest accuracy under either rule
+    (ties to fewer empty classes) or, with no accuracy, the fewest empty
+    classes; ``rule`` (``"dot"``, ``"cosine"`` or ``None``); ``accuracy``
+    (the best row's, or ``None``); and ``text``, strings to glue:
+    ``validation``, ``status``, ``best`` (which row, and why), ``best_label``,
+    ``best_rule``, ``tm_acc`` (2 decimals), ``tm_acc_diff`` (minus the
+    paper's), ``top1_<key>`` (``"88.0%"``), ``dot_<key>_<noise>`` and
+    ``cos_<key>_<noise>`` (``"0.154%"``).
+    """
+    from .paper import difference
+
+    if not rows:
+        raise ValueError("no rows: no backbone and noise was run")
+    top1 = top1 or {}
+    matched = [r for r in rows if r.get("dot") is not None and r.get("cosine") is not None]
+    if matched:
+        best = max(matched, key=lambda r: (max(r["dot"], r["cosine"]), -r["empty"]))
+        rule = "dot" if best["dot"] >= best["cosine"] else "cosine"
+        accuracy = float(best[rule])
+    else:
+        best, rule, accuracy = min(rows, key=lambda r: r["empty"]), None, None
+    label = f"{best['backbone']}, {best['noise']} noise"
+    text = {"best_label": label, "best_rule": rule or NOT_RUN,
+            "best": (f"{label}, {rule} rule" if rule else
+                     f"{label}: the fewest empty classes, as template matching was not run"),
+            "tm_acc": NOT_RUN if accuracy is None else f"{accuracy:.2f}",
+            "tm_acc_diff": (NOT_RUN if accuracy is None
+                            else f"{difference('imagenet_tm_acc', round(accuracy, 2)):+.2f}")}
+    if labels is None:
+        text["validation"] = "none"
+        text["status"] = ("top-1 and template matching were not run: no ImageNet validation "
+                          "images (none under the data root, and the download failed); the "
+                          "classification images, empty classes and throughput were measured")
+    else:
+        n, k = len(labels), len({int(v) for v in labels})
+        text["validation"] = f"{n:,} of {k:,} classes ({source})"
+        text["status"] = (f"template matching ran on {n:,} validation images"
+                          + ("" if n_top1 is None else f" and the top-1 check on {n_top1:,}"))
+    for r in rows:
+        key = f"{r['key']}_{r['noise']}"
+        for name, col in (("dot", "dot"), ("cos", "cosine")):
+            v = r.get(col)
+            text[f"{name}_{key}"] = NOT_RUN if v is None else f"{v:.3f}%"
+        text.setdefault(f"top1_{r['key']}", NOT_RUN if r["key"] not in top1
+                        else f"{top1[r['key']]:.1f}%")
+    return {"best": best, "rule": rule, "accuracy": accuracy, "text": text}
