@@ -71,6 +71,29 @@ def test_resumed_run_is_bitwise_the_uninterrupted_one(tmp_path, every):
     assert again.meta["stimuli_per_second"] == 0
     rate = resumed.meta["stimuli_per_second"] * resumed.meta["seconds"]
     assert rate == pytest.approx(N - done * B)
+    assert resumed.meta["resumed_stimuli"] == done * B and again.meta["resumed_stimuli"] == N
+    assert full.meta["resumed_stimuli"] == 0
+
+
+def test_the_rate_of_a_resumed_run_counts_only_this_process_work(tmp_path):
+    """A short last batch taken from the checkpoint: the stimuli resumed are those it holds, and
+    the rate counts only the stimuli computed by this call (issue 21)."""
+    model = Linear()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    n = 5 * B + 300  # six batches, the last of 300
+    ck = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        probe.classification_images(model, FailsAfter(noise, 3), n, batch_size=B, seed=1, progress=False,
+                                    checkpoint=ck, checkpoint_every=0.0)
+    part = probe.classification_images(model, noise, n, batch_size=B, seed=1, progress=False, checkpoint=ck)
+    done = part.meta["resumed_batches"]
+    assert 0 < done <= 3 and part.meta["resumed_stimuli"] == done * B
+    assert part.meta["stimuli_per_second"] * part.meta["seconds"] == pytest.approx(n - done * B)
+    whole = probe.classification_images(model, noise, n, batch_size=B, seed=1, progress=False, checkpoint=ck)
+    assert whole.meta["resumed_batches"] == 6 and whole.meta["resumed_stimuli"] == n
+    assert whole.meta["stimuli_per_second"] == 0 and torch.equal(whole.sums, part.sums)
+    merged = whole.merge(probe.classification_images(model, noise, B, batch_size=B, seed=2, progress=False))
+    assert merged.meta["resumed_stimuli"] == n and "stimuli_per_second" not in merged.meta
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):

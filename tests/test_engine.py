@@ -351,7 +351,7 @@ def test_probe_rejects_bad_settings():
         Probe(Linear(torch.eye(3)), fast="yes")
     with pytest.raises(ValueError, match="batch_size"):
         Probe(Linear(torch.eye(3)), batch_size=0)
-    assert engine.RESULT_FORMAT == 2
+    assert engine.RESULT_FORMAT == 3
 
 
 def test_snapshots_are_the_first_n_stimuli_of_one_stream():
@@ -382,3 +382,162 @@ def test_share_weighted_cosine():
     assert got[0] == pytest.approx((0.5 * 3 + 1.0) / 4)  # the NaN class drops out of its row
     assert got[1] == pytest.approx((0.6 + 0.4 + 0.6) / 5)
     assert math.isnan(probe.share_weighted(torch.full((1, 2), float("nan")), torch.ones(2))[0])
+
+
+# ---------------------------------------------------------------- issue 21: nothing silently wrong
+
+
+def test_merge_refuses_overlapping_streams_and_other_models_but_joins_disjoint_shards():
+    """A result records its stream (seed, batch size, stimulus, batches) and its model's fingerprint:
+    merges refuse to count a batch twice, whatever n_samples, and to mix models."""
+    model = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    u = stimuli.WhiteNoise((4,))
+    p = Probe(model, batch_size=500, progress=False)
+    full = p.classification_images(u, 5000, seed=0)
+    parts = [p.classification_images(u, 5000, seed=0, shard=(k, 3)) for k in range(3)]
+    for order in ((0, 1, 2), (2, 0, 1), (1, 2, 0)):
+        m = parts[order[0]].merge(parts[order[1]]).merge(parts[order[2]])
+        assert m.meta["batches"] == list(range(10)) and m.meta["model"] == full.meta["model"]
+        assert torch.equal(m.count, full.count) and torch.equal(m.sums, full.sums)  # U[0,1] sums: exact
+    shorter = p.classification_images(u, 3000, seed=0)  # batches 0-5 are full's batches 0-5
+    with pytest.raises(ValueError, match="same stimuli twice"):
+        full.merge(shorter)
+    with pytest.raises(ValueError, match="same stimuli twice"):  # also inside a merge of runs
+        p.classification_images(u, 500, seed=7).merge(parts[0]).merge(shorter)
+    tail = p.classification_images(u, 3000, seed=0, shard=(1, 2))  # batches 1, 3, 5: disjoint from 0, 2, 4
+    even = p.classification_images(u, 5000, seed=0, shard=(0, 2))
+    both = even.merge(tail)
+    assert both.n == even.n + tail.n and [r["batches"] for r in both.meta["runs"]] == [[0, 2, 4, 6, 8], [1, 3, 5]]
+    other = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(ValueError, match=r"different models \(fingerprint [0-9a-f]{12}… vs [0-9a-f]{12}…\)"):
+        full.merge(probe.classification_images(other, u, 500, seed=1, progress=False))
+    assert full.merge(p.classification_images(u, 500, seed=1)).n == 5500  # another seed: another stream
+
+
+def test_a_saved_result_keeps_its_fingerprint_and_stream(tmp_path):
+    model = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    u = stimuli.WhiteNoise((4,))
+    a, b = (probe.classification_images(model, u, 2000, batch_size=500, seed=0, shard=(k, 2), progress=False)
+            for k in range(2))
+    a.save(tmp_path / "a.pt")
+    back = probe.ClassificationImages.load(tmp_path / "a.pt")
+    assert back.meta["model"] == a.meta["model"] and len(a.meta["model"]) == 64
+    assert torch.equal(back.merge(b).count, a.merge(b).count)
+    with pytest.raises(ValueError, match="same stimuli twice"):
+        back.merge(a)
+
+
+class _Doubled(torch.nn.Module):
+    """Linear's parameters under another forward: same weights, other code."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.as_tensor(w, dtype=torch.float32), requires_grad=False)
+        self.b = torch.nn.Parameter(torch.zeros(self.w.shape[0]), requires_grad=False)
+
+    def forward(self, x):
+        return 2 * (x.flatten(1) @ self.w.T + self.b)
+
+
+def test_the_model_fingerprint_covers_code_weights_and_every_buffer():
+    from wna import _stream
+    w = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    fp = _stream.model_fingerprint
+    assert fp(Linear(w)) == fp(Linear(w.clone())) != fp(Linear(w + 1e-6))
+    assert fp(Linear(w)) != fp(_Doubled(w))  # same parameters, other code
+    a, b = Linear(w), Linear(w)
+    for m in (a, b):
+        m.register_buffer("scale", torch.ones(1), persistent=False)  # not in the state dict
+    b.scale.fill_(2.0)
+    assert fp(a) != fp(b)
+    u = stimuli.WhiteNoise((4,))
+    ra = probe.classification_images(Linear(w), u, 1000, seed=0, progress=False)
+    rb = probe.classification_images(_Doubled(w), u, 1000, seed=1, progress=False)
+    assert torch.equal(ra.count, probe.classification_images(Linear(w), u, 1000, seed=0, progress=False).count)
+    with pytest.raises(ValueError, match="different models"):  # same decisions, other model
+        ra.merge(rb)
+
+
+def test_shard_merges_hold_the_documented_rounding_bound():
+    """Counts merge bitwise, U[0,1] sums too (no addition rounds); sums of squares differ from the
+    single-process result in the last bits, within n_batches * 2^-52 of the entry (Result.merge)."""
+    torch.manual_seed(0)
+    net = models.MnistCNN().eval()
+    for noise in (stimuli.WhiteNoise((1, 28, 28)), stimuli.WhiteNoise((1, 28, 28), "gaussian")):
+        p = Probe(net, batch_size=1000, progress=False)
+        full = p.classification_images(noise, 8000, seed=0)
+        parts = [p.classification_images(noise, 8000, seed=0, shard=(k, 3)) for k in range(3)]
+        m = parts[0].merge(parts[1]).merge(parts[2])
+        bound = 8 * 2.0 ** -52
+        assert torch.equal(m.count, full.count)
+        assert float(((m.sq - full.sq).abs() - bound * full.sq).max()) <= 0
+        # signed sums: within the bound times the sum of |x| <= sqrt(count * sum of squares)
+        l1 = (full.sq * full._per_class(full.count)).sqrt()
+        assert float(((m.sums - full.sums).abs() - bound * l1).max()) <= 0
+        if noise.distribution == "uniform":
+            assert torch.equal(m.sums, full.sums)
+
+
+def test_probabilities_option_equals_the_logits_model():
+    """A softmax or sigmoid head read with outputs='probabilities' decides as the logits do."""
+    W = torch.randn(3, 6, generator=torch.Generator().manual_seed(3))
+    logits = Linear(W, b=[0.2, -0.1, 0.0])
+    noise = stimuli.WhiteNoise((6,), "gaussian")
+    args = dict(n_samples=4000, batch_size=1000, seed=2, progress=False)
+    want = probe.classification_images(logits, noise, **args)
+    softmax = torch.nn.Sequential(logits, torch.nn.Softmax(1))
+    with pytest.raises(ValueError, match="look like probabilities"):
+        probe.classification_images(softmax, noise, **args)
+    got = probe.classification_images(softmax, noise, outputs="probabilities", **args)
+    assert torch.equal(got.count, want.count) and torch.equal(got.sums, want.sums)
+    assert got.meta["model"] != want.meta["model"]  # read otherwise: another model
+    conf = probe.classification_images(softmax, noise, outputs="probabilities", weighting="confidence", **args)
+    conf_want = probe.classification_images(logits, noise, weighting="confidence", **args)
+    assert torch.allclose(conf.sums, conf_want.sums, rtol=1e-6)
+    binary_logit = Linear(W[:1], squeeze=True)
+    sigmoid = torch.nn.Sequential(binary_logit, torch.nn.Sigmoid())
+    want = probe.classification_images(binary_logit, noise, **args)
+    with pytest.raises(ValueError, match="looks like a probability"):
+        probe.classification_images(sigmoid, noise, **args)
+    got = probe.classification_images(sigmoid, noise, outputs="probabilities", **args)
+    assert torch.equal(got.count, want.count) and torch.equal(got.sums, want.sums)
+    assert 1000 < int(want.count[0]) < 3000  # a real split, which the sigmoid read as logits loses:
+    assert int(probe.classification_images(sigmoid, noise, outputs="logits", **args).count[1]) == 4000
+
+
+def test_logits_that_happen_to_lie_in_0_1_pass_when_a_linear_layer_made_them():
+    """The one-column rule's false alarm: a linear observer whose logits all lie in [0, 1] (and an
+    untrained one-logit CNN whose first batch does) is cleared by its last operation; without an
+    autograd graph to show it, outputs='logits' declares it."""
+    w = torch.full((1, 4), 0.2)
+    observer = Linear(w, squeeze=True)  # logits 0.2 * sum(x) in [0, 0.8] for U[0, 1] noise
+    u = stimuli.WhiteNoise((4,))
+    ci = probe.classification_images(observer, u, 1000, seed=0, progress=False)
+    assert int(ci.count[1]) == 1000  # every logit > 0: class 1
+
+    def opaque(x):
+        with torch.no_grad():
+            return observer(x)
+
+    with pytest.raises(ValueError, match="no autograd graph.*pass outputs='logits'"):
+        probe.classification_images(opaque, u, 1000, seed=0, progress=False)
+    declared = probe.classification_images(opaque, u, 1000, seed=0, progress=False, outputs="logits")
+    assert torch.equal(declared.sums, ci.sums)
+    torch.manual_seed(0)
+    net = models.MnistCNN(num_classes=1).eval()
+    with torch.no_grad():
+        net.fc2.bias.fill_(0.3)  # every logit of a batch in (0, 0.5]: suspect, cleared by fc2
+        net.fc2.weight.mul_(1e-3)
+    noise = stimuli.WhiteNoise((1, 28, 28))
+    x = noise.sample(500, probe.batch_generator(0, 0))
+    assert bool(((net(x) > 0) & (net(x) <= 0.5)).all())
+    assert int(probe.classification_images(net, noise, 500, progress=False).count[1]) == 500
+
+
+def test_seeds_of_numpy_integer_types_are_the_same_seed():
+    import numpy as np
+    model = Linear(torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    u = stimuli.WhiteNoise((4,))
+    a = probe.classification_images(model, u, 1000, seed=3, progress=False)
+    b = probe.classification_images(model, u, 1000, seed=np.int64(3), progress=False)
+    assert torch.equal(a.sums, b.sums) and b.meta["seed"] == 3 and type(b.meta["seed"]) is int

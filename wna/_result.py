@@ -11,26 +11,72 @@ from typing import ClassVar
 import torch
 
 from . import _stream
+from ._checks import load_torch
 
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3  # 3: meta records the model's fingerprint ("model") and each run's stimulus
+READABLE_FORMATS = (2, 3)  # format 2 loads, but merges only with results that record no model either
 SUM_ROWS = 1024  # rows converted to float64 at a time: bounded memory for large stimuli
+RUN = ("seed", "batch_size", "n_samples", "stimulus", "batches")  # what a run's meta says it covers
+STREAM = ("seed", "batch_size", "stimulus")  # equal in two runs: batch i holds the same stimuli
+
+
+def _run_of(meta: dict) -> dict:
+    run = {k: meta.get(k) for k in RUN}
+    if run["stimulus"] is None:  # the mixing estimators keep the noise's repr as "noise"
+        run["stimulus"] = meta.get("noise")
+    return run
+
+
+def _runs(meta: dict) -> list[dict]:
+    return [{k: r.get(k) for k in RUN} for r in meta["runs"]] if "runs" in meta else [_run_of(meta)]
+
+
+def _short(fp) -> str:
+    return "none" if fp is None else f"{fp[:12]}…"
+
+
+def _check_models(a: dict, b: dict) -> None:
+    fa, fb = a.get("model"), b.get("model")
+    if fa != fb:
+        raise ValueError(f"cannot merge results of different models (fingerprint {_short(fa)} vs "
+                         f"{_short(fb)}): a result holds one model's sums")
+    if fa is None and any(r["seed"] is not None for r in _runs(a) + _runs(b)):
+        raise ValueError("cannot merge these results: they record no model fingerprint (saved by a wna "
+                         "older than result format 3), so nothing shows that one model made both; "
+                         "re-run them")
 
 
 def _merge_meta(a: dict, b: dict) -> dict:
-    """Meta of two merged results: batches joined (refused if the same stimuli appear twice)."""
+    """Meta of two merged results: runs and batches joined. Refused for two models, or when both
+    hold a batch of one stream (same seed, batch size and stimulus, whatever ``n_samples``)."""
+    _check_models(a, b)
+    runs = _runs(a)
+    for rb in _runs(b):
+        for ra in runs:
+            if (ra["seed"] is not None and ra["batches"] is not None and rb["batches"] is not None
+                    and all(ra[k] == rb[k] for k in STREAM)):
+                both = set(ra["batches"]) & set(rb["batches"])
+                if both:
+                    raise ValueError(
+                        f"both results hold batches {sorted(both)[:5]} of seed {ra['seed']} (batch size "
+                        f"{ra['batch_size']}, stimulus {ra['stimulus']}; n_samples {ra['n_samples']} and "
+                        f"{rb['n_samples']}): merging would count the same stimuli twice")
+    for rb in _runs(b):  # a shard of a run already there joins it; another run is listed
+        ra = next((r for r in runs if r["seed"] is not None and r["batches"] is not None
+                   and rb["batches"] is not None and all(r[k] == rb[k] for k in RUN[:4])), None)
+        if ra is None:
+            runs.append(rb)
+        else:
+            ra["batches"] = sorted(set(ra["batches"]) | set(rb["batches"]))
     m = dict(a)
-    for k in ("rechecked", "resumed_batches"):
+    for k in ("rechecked", "resumed_batches", "resumed_stimuli"):
         if k in a or k in b:
             m[k] = int(a.get(k, 0)) + int(b.get(k, 0))
-    same_run = all(a.get(k) == b.get(k) for k in ("seed", "batch_size", "n_samples"))
-    if same_run and "batches" in a and "batches" in b:
-        both = set(a["batches"]) & set(b["batches"])
-        if both:
-            raise ValueError(f"both results hold batches {sorted(both)[:5]} of seed {a.get('seed')}: "
-                             "merging would count the same stimuli twice")
-        m["batches"] = sorted(set(a["batches"]) | set(b["batches"]))
+    m.pop("runs", None)
+    if len(runs) == 1:
+        m.update({k: runs[0][k] for k in ("seed", "batch_size", "n_samples", "batches")})
     else:
-        m["runs"] = a.get("runs", [_run_of(a)]) + b.get("runs", [_run_of(b)])
+        m["runs"] = runs
         for k in ("seed", "batch_size", "n_samples", "batches"):
             m.pop(k, None)
     for k in ("fast_path", "device"):
@@ -45,10 +91,6 @@ def _same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)  # NaN == NaN
 
 
-def _run_of(meta: dict) -> dict:
-    return {k: meta.get(k) for k in ("seed", "batch_size", "n_samples", "batches")}
-
-
 class Result:
     """Base of every estimator's result (a dataclass): summed tensors, ``n``, identity, ``meta``.
 
@@ -61,7 +103,23 @@ class Result:
     identity: ClassVar[tuple[str, ...]] = ()
 
     def merge(self, other: "Result") -> "Result":
-        """Combine the results of disjoint shards or runs (exact: the sums add)."""
+        """Combine the results of disjoint shards or runs of one model: the sums add.
+
+        Refused (ValueError) for results of different models (``meta["model"]``,
+        the fingerprint of the model's code and weights) and for results that
+        both hold a batch of one stream (same seed, batch size and stimulus,
+        whatever their ``n_samples``): those stimuli would count twice. Runs
+        of other seeds (other streams) merge; ``meta["runs"]`` then lists them.
+
+        Shards of one run merge into the single-process result: counts
+        bitwise; each float64 sum up to the rounding of its additions across
+        batches (a batch's own sum is the same in every process, but float
+        addition is not associative), so an entry differs by at most
+        ``n_batches * 2**-52`` times the sum of the absolute values of the
+        per-batch sums it adds: for sums of squares, of the entry itself. The
+        sums of U[0, 1] float32 stimuli (multiples of 2**-24) involve no
+        rounding, unweighted, and merge bitwise; their squares do not.
+        """
         if type(other) is not type(self):
             raise ValueError(f"cannot merge {type(self).__name__} with {type(other).__name__}")
         for f in self.identity:
@@ -83,9 +141,15 @@ class Result:
 
     @classmethod
     def load(cls, path):
-        d = torch.load(Path(path), map_location="cpu", weights_only=True)
-        if not isinstance(d, dict) or d.get("format") != RESULT_FORMAT:
-            raise ValueError(f"{path} is not a result file of format {RESULT_FORMAT}")
+        """Read a result written by :meth:`save` (format 2 or 3); anything else raises a ValueError."""
+        todo = "re-save the result with Result.save, or re-run it"
+        d = load_torch(Path(path), "wna result file", todo)
+        if not isinstance(d, dict) or "format" not in d or not isinstance(d.get("fields"), dict):
+            raise ValueError(f"{path} is not a wna result file (it has no result format: Result.save did "
+                             f"not write it); {todo}")
+        if d["format"] not in READABLE_FORMATS:
+            raise ValueError(f"{path} is a wna result of format {d['format']!r}; this wna reads formats "
+                             f"{', '.join(map(str, READABLE_FORMATS))}: {todo}")
         if d.get("kind") != cls.kind:
             raise ValueError(f"{path} holds a {d.get('kind')!r} result, not {cls.kind!r}")
         return cls(**d["fields"])

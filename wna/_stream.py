@@ -2,7 +2,9 @@
 
 Batch ``i`` draws from its own generator seeded from ``(seed, i)``
 (:func:`batch_generator`), so any split of the batches between shards or
-``torch.distributed`` ranks merges into exactly the single-process result.
+``torch.distributed`` ranks sees exactly the stimuli of the single-process
+run, and their sums merge into its result (counts bitwise; float64 sums up to
+the rounding of the additions across batches, see :meth:`wna.engine.Result.merge`).
 :func:`stream` adds the per-batch sums of a run in batch order and keeps them
 in a :class:`Checkpoint`, so an interrupted run continues where it stopped
 and gives bitwise the uninterrupted result.
@@ -11,7 +13,9 @@ and gives bitwise the uninterrupted result.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import inspect
 import math
 import time
 from pathlib import Path
@@ -21,12 +25,17 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._checks import check_seed, load_torch
+
 CHECKPOINT_FORMAT = 2
 
 
 def batch_generator(seed: int, index: int, device="cpu") -> torch.Generator:
-    """The generator of batch ``index`` under ``seed``: independent streams per (seed, index)."""
-    state = np.random.SeedSequence([int(seed), int(index)]).generate_state(2, dtype=np.uint32)
+    """The generator of batch ``index`` under ``seed``: independent streams per (seed, index).
+
+    ``seed``: an integer >= 0 (Python or numpy; anything else raises ValueError).
+    """
+    state = np.random.SeedSequence([check_seed(seed), int(index)]).generate_state(2, dtype=np.uint32)
     g = torch.Generator(device=device)
     g.manual_seed(int(state[0]) << 31 ^ int(state[1]))
     return g
@@ -38,7 +47,7 @@ def dist_rank_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _positive_int(name: str, v) -> int:
+def positive_int(name: str, v) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
     return int(v)
@@ -46,8 +55,8 @@ def _positive_int(name: str, v) -> int:
 
 def plan(n_samples, batch_size, shard):
     """Check the sizes; ``(n_samples, batch_size, n_batches, this process's batches, distributed)``."""
-    n_samples = _positive_int("n_samples", n_samples)
-    batch_size = _positive_int("batch_size", batch_size)
+    n_samples = positive_int("n_samples", n_samples)
+    batch_size = positive_int("batch_size", batch_size)
     n_batches = math.ceil(n_samples / batch_size)
     rank, world = dist_rank_world()
     distributed = world > 1
@@ -79,13 +88,59 @@ def fingerprint(model) -> str:
                   model.state_dict().items() if isinstance(model, torch.nn.Module) else ())
 
 
+@functools.lru_cache(maxsize=512)
+def _code(obj) -> str:
+    name = f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', repr(obj))}"
+    try:
+        return f"{name}\n{inspect.getsource(obj)}"
+    except (OSError, TypeError):  # defined in `python -c` or built in: its name alone
+        return name
+
+
+def model_fingerprint(model) -> str:
+    """A SHA-256 of what a model computes, recorded in every result (``meta["model"]``).
+
+    For an ``nn.Module``: the module path, qualified name and source code of
+    the class of each of its modules, and the name, dtype, shape and values
+    of every parameter and buffer (non-persistent buffers included); for
+    another callable: its code (a function's, or its class's). Results of
+    two models differ in it, and so do those of one model before and after
+    its weights or its code change (as the zoo's checkpoint key does for
+    training code). Forward hooks are not part of it.
+    """
+    h = hashlib.sha256()
+    if isinstance(model, torch.nn.Module):
+        codes = dict.fromkeys(type(m) for m in model.modules())
+        tensors = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    else:
+        codes = [model if inspect.isfunction(model) or inspect.ismethod(model) else type(model)]
+        tensors = []
+    for c in codes:
+        h.update(_code(c).encode())
+    for k, v in tensors:
+        if torch.nn.parameter.is_lazy(v):  # not initialised yet: no shape, no values
+            h.update(f"{k}:uninitialised".encode())
+            continue
+        h.update(f"{k}:{v.dtype}:{tuple(v.shape)}".encode())
+        h.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save_atomic(obj, path) -> None:
-    """``torch.save`` to ``path`` through a temporary file: a reader never sees half a file."""
+    """``torch.save`` to ``path`` through a temporary file: a reader never sees half a file, and a
+    failed save leaves neither half a file nor the temporary one. A directory ``path`` is refused."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot save to {path}: it is a directory; pass a file path "
+                                f"(e.g. {path / 'result.pt'})")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(obj, tmp)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class Checkpoint:
@@ -106,11 +161,8 @@ class Checkpoint:
     def load(self):
         if not self.path.exists():
             return None
-        try:
-            d = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - not a checkpoint of ours, or an older format
-            raise ValueError(f"{self.path} is not a checkpoint this version can read ({exc}); "
-                             "delete it or choose another checkpoint path") from exc
+        d = load_torch(self.path, "probe checkpoint",
+                       "delete it to start the run over, or choose another checkpoint path")
         theirs = d.get("key") if isinstance(d, dict) else None
         if theirs != self.key or d.get("format") != CHECKPOINT_FORMAT:
             diff = sorted(k for k in set(self.key) | set(theirs or {})
@@ -140,7 +192,7 @@ def snapshot_cuts(snapshots, n_samples: int, batch_size: int, mine: range) -> di
     """
     cuts = {}
     for v in snapshots:
-        n = _positive_int("snapshot", v)
+        n = positive_int("snapshot", v)
         if n > n_samples or (n % batch_size and n != n_samples):
             raise ValueError(f"snapshot {n} must be n_samples ({n_samples}) or a multiple of the "
                              f"batch size ({batch_size}) below it; choose a batch_size that divides "
@@ -162,7 +214,7 @@ def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int,
     :func:`snapshot_cuts`): the running sums are also kept after the given
     numbers of batches (snapshots; also in the checkpoint).
     Returns ``(sums, or None without batches, stimuli seen, rechecked, batches resumed,
-    {N: sums at snapshot N, or None where no batch came before it})``.
+    stimuli resumed, {N: sums at snapshot N, or None where no batch came before it})``.
     """
     cuts = cuts or {}
     state = (None, 0, 0, 0, {})  # running sums, batches done, stimuli seen, rechecked, snapshots
@@ -170,7 +222,7 @@ def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int,
         state = checkpoint.load() or state
         to_dev = (lambda d: None if d is None else {k: t.to(device) for k, t in d.items()})
         state = (to_dev(state[0]), *state[1:4], {n: to_dev(v) for n, v in state[4].items()})
-    resumed = state[1]
+    resumed, resumed_seen = state[1], state[2]
     with tqdm(total=sum(min(batch_size, n_samples - i * batch_size) for i in mine), initial=state[2],
               unit=unit, unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
               leave=False) as bar, contextlib.closing(engine.map(work, mine[resumed:])) as results:
@@ -192,7 +244,7 @@ def stream(engine, work: Callable, mine: range, n_samples: int, batch_size: int,
     if checkpoint is not None:
         checkpoint.save(state, force=True)
     total, _, seen, rechecked, snaps = state
-    return total, seen, rechecked, resumed, {n: snaps.get(n) for n in cuts}
+    return total, seen, rechecked, resumed, resumed_seen, {n: snaps.get(n) for n in cuts}
 
 
 def all_reduce(sums: dict, *counters: int) -> list[int]:

@@ -171,7 +171,8 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
                             noise, gamma: float, n_samples: int, batch_size: int = 4096,
                             seed: int = 0, device="cpu", progress: bool = True,
                             shard: tuple[int, int] | None = None, fast="auto",
-                            checkpoint=None, checkpoint_every: float = 60.0) -> StimulusResponseCells:
+                            checkpoint=None, checkpoint_every: float = 60.0,
+                            outputs: str = "auto") -> StimulusResponseCells:
     """A binary classification-image experiment (Eqs. 1-3, Fig. 1).
 
     Each trial draws a signal uniformly from ``signals`` (its class, 0 or 1,
@@ -179,10 +180,10 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     observer ``t = gamma * s + (1 - gamma) * n`` and records its response
     (class 1 when its single logit is > 0, or the argmax of two logits).
     A one-off call of :meth:`wna.Probe.stimulus_response_cells`: seeding,
-    sharding, ``torch.distributed``, ``fast`` and ``checkpoint`` work as in
-    :func:`wna.probe.classification_images`.
+    sharding, ``torch.distributed``, ``fast``, ``checkpoint`` and ``outputs``
+    work as in :func:`wna.probe.classification_images`.
     """
-    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress
+    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress, outputs=outputs
                  ).stimulus_response_cells(signals, signal_classes, noise, gamma, n_samples, seed=seed,
                                            shard=shard, checkpoint=checkpoint,
                                            checkpoint_every=checkpoint_every)

@@ -24,6 +24,7 @@ checkpoints and determinism then come for free.
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 import math
 import time
@@ -33,6 +34,7 @@ import torch
 
 from . import _stream
 from ._backends import FAST_CHUNK, Engine, eval_mode, fast_kind, predict
+from ._checks import ProbabilitiesAsLogits, check_device, check_logits, check_outputs_option, check_seed
 
 __all__ = ["Probe", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
 
@@ -59,14 +61,24 @@ class Estimator:
     (the test digits of a bias-map attack) overrides it to return rows
     ``[start, start + n)`` of its data, so a run over ``n_samples = len(data)``
     sees every row exactly once.
+
+    ``reads_logits``: the estimator reads the outputs as logits (decisions),
+    so the probe refuses outputs that look like probabilities on the first
+    batch (:mod:`wna._checks`); an estimator of raw responses (spike-triggered
+    analysis) sets it False.
     """
 
     name: ClassVar[str] = "estimator"
     unit: ClassVar[str] = "img"
+    reads_logits: ClassVar[bool] = True
 
     def __init__(self, stimulus):
         if not hasattr(stimulus, "sample") or not hasattr(stimulus, "shape"):
             raise ValueError("stimulus must have .shape and .sample(n, generator)")
+        if stimulus.shape is None:
+            fit = callable(getattr(stimulus, "fit", None))
+            raise ValueError(f"{type(stimulus).__name__} has no stimulus shape yet" + (
+                ": it is not fitted; call .fit(images) first" if fit else " (its .shape is None)"))
         self.stimulus = stimulus
 
     @property
@@ -136,20 +148,29 @@ class Probe:
     rebuilt (:meth:`edit_in_place` edits them without a rebuild); so is it when a forward hook
     is registered on the model or removed.
 
+    ``outputs``: ``"auto"`` (logits; outputs that look like probabilities
+    or integers are refused on the first batch), ``"logits"`` (no check but
+    for integers: a logit model whose outputs happen to lie in [0, 1]) or
+    ``"probabilities"`` (read as ``log p``, one column as ``logit(p)``: class 1
+    when ``p > 0.5``); the rule is in :mod:`wna._checks`. ``device`` must exist
+    on this machine.
+
     Same ``seed``, ``batch_size`` and ``n_samples`` give bitwise the same
     result on the CPU, whatever the number of threads.
     """
 
     def __init__(self, model: Callable, *, device="cpu", fast="auto", batch_size: int = 4096,
-                 progress: bool = True):
+                 progress: bool = True, outputs: str = "auto"):
         self.fast = fast_kind(fast)
-        self.device = torch.device(device)
-        self.batch_size = _stream._positive_int("batch_size", batch_size)
+        self.device = check_device(device)
+        self.batch_size = _stream.positive_int("batch_size", batch_size)
         self.progress = bool(progress)
+        self.outputs = check_outputs_option(outputs)
         self.model = model
         self._engines: dict[tuple, Engine] = {}
         self._token = None
         self._copy = None
+        self._fingerprint = None
 
     def __enter__(self) -> "Probe":
         return self
@@ -161,6 +182,18 @@ class Probe:
         """Drop the fast copies (they are rebuilt if the probe is used again)."""
         self._engines.clear()
         self._copy = None
+        self._fingerprint = None
+
+    def fingerprint(self) -> str:
+        """The SHA-256 of the model's code and weights as this probe runs it (``meta["model"]``;
+        see :func:`wna._stream.model_fingerprint`), reading probabilities included."""
+        plain = self._plain()
+        if self._fingerprint is None:
+            fp = _stream.model_fingerprint(plain)
+            if self.outputs == "probabilities":
+                fp = hashlib.sha256(f"{fp}|outputs=probabilities".encode()).hexdigest()
+            self._fingerprint = fp
+        return self._fingerprint
 
     def _plain(self):
         """The model on the probe's device (the caller's model itself when it is already there)."""
@@ -181,7 +214,10 @@ class Probe:
         """The engine for stimuli of ``shape`` (built on first use; the model must be in eval mode)."""
         shape = tuple(shape)
         if shape not in self._engines:
-            self._engines[shape] = Engine(self._plain(), self.device, self.fast, shape, example)
+            model = self._plain()
+            if self.outputs == "probabilities":
+                model = ProbabilitiesAsLogits(model)
+            self._engines[shape] = Engine(model, self.device, self.fast, shape, example)
         return self._engines[shape]
 
     def run(self, estimator: Estimator, n_samples: int, *, seed: int = 0, shard=None,
@@ -204,12 +240,19 @@ class Probe:
         is that of the first N stimuli of the same stream: bitwise the result
         of a run with ``n_samples=N``. One pass serves every N (Fig. 4).
 
-        The result's ``meta["seconds"]`` is this call's wall time (setup
-        included) and ``meta["stimuli_per_second"]`` the stimuli it computed
-        (not those taken from a checkpoint) per second.
+        ``seed``: an integer >= 0 (anything else raises ValueError). The
+        result's ``meta`` records the stream it covers (``seed``,
+        ``batch_size``, ``stimulus``, ``batches``) and the model's fingerprint
+        (``model``), so that :meth:`Result.merge` refuses to count stimuli
+        twice or to mix models. ``meta["seconds"]`` is this call's wall time
+        (setup included), ``meta["stimuli_per_second"]`` the stimuli this
+        process computed in it (not those taken from a checkpoint, nor other
+        ranks') per second, and ``meta["resumed_stimuli"]`` the stimuli taken
+        from the checkpoint (``resumed_batches`` their batches).
         """
         if not isinstance(estimator, Estimator):
             raise ValueError(f"estimator must be a wna.engine.Estimator, got {type(estimator).__name__}")
+        seed = check_seed(seed)
         t0 = time.perf_counter()
         n_samples, batch_size, n_batches, mine, distributed = _stream.plan(n_samples, self.batch_size, shard)
         cuts = None
@@ -218,6 +261,7 @@ class Probe:
             cuts.pop(n_samples)  # the full run is the result itself
         shape, device = estimator.shape, self.device
         plain = self._plain()
+        check_at = mine[0] if len(mine) else None  # the first batch this process computes
         with eval_mode(plain):
             with torch.inference_mode():
                 # a full test chunk for the fast copy's check, whatever n_samples is
@@ -228,37 +272,41 @@ class Probe:
                 b = min(batch_size, n_samples - i * batch_size)
                 stimuli = estimator.sample_at(i * batch_size, b, _stream.batch_generator(seed, i, device))
                 logits, rechecked = engine.forward(_input(stimuli), shape, split)
+                if i == check_at and estimator.reads_logits:
+                    check_logits(logits, self.outputs, engine.model, _input(stimuli))
                 return estimator.update(stimuli, logits), b, rechecked
 
             zeros = None
             if len(mine) == 0:  # a rank or shard without batches: zero sums of the right shapes
                 with torch.inference_mode():
-                    zeros = estimator.update(_rows(first, 0), predict(plain, _input(first), shape)[:0])
+                    zeros = estimator.update(_rows(first, 0), predict(engine.model, _input(first), shape)[:0])
             ckpt = None if checkpoint is None else _stream.Checkpoint(checkpoint, {
                 "estimator": estimator.name, **estimator.key(), "model": _stream.fingerprint(plain),
-                "seed": int(seed), "batch_size": batch_size, "n_samples": n_samples,
-                "batches": (mine.start, mine.stop, mine.step), "snapshots": sorted(cuts or ())},
+                "seed": seed, "batch_size": batch_size, "n_samples": n_samples,
+                "batches": (mine.start, mine.stop, mine.step), "snapshots": sorted(cuts or ()),
+                **({"outputs": self.outputs} if self.outputs == "probabilities" else {})},
                 checkpoint_every)
-            sums, seen, rechecked, resumed, snaps = _stream.stream(
+            sums, seen, rechecked, resumed, resumed_seen, snaps = _stream.stream(
                 engine, work, mine, n_samples, batch_size, desc or estimator.name.replace("_", " "),
                 estimator.unit, self.progress, ckpt, device, cuts)
+            fingerprint = self.fingerprint()  # after the forward passes: lazy modules are initialised
             # own copies: a snapshot may share its tensors with the final sums (all-reduced in place)
             snaps = {n: None if v is None else {k: t.clone() for k, t in v.items()} for n, v in snaps.items()}
             if zeros is None and any(v is None for v in snaps.values()):
                 with torch.inference_mode():
-                    zeros = estimator.update(_rows(first, 0), predict(plain, _input(first), shape)[:0])
+                    zeros = estimator.update(_rows(first, 0), predict(engine.model, _input(first), shape)[:0])
         sums = zeros if sums is None else sums
+        computed = seen - resumed_seen  # by this process in this call
         if distributed:
-            seen, rechecked, resumed = _stream.all_reduce(sums, seen, rechecked, resumed)
-        meta = {"estimator": estimator.name, "seed": int(seed), "batch_size": batch_size,
+            seen, rechecked, resumed, resumed_seen = _stream.all_reduce(sums, seen, rechecked, resumed, resumed_seen)
+        meta = {"estimator": estimator.name, "seed": seed, "batch_size": batch_size,
                 "n_samples": n_samples, "stimulus": repr(estimator.stimulus),
-                "batches": list(range(n_batches)) if distributed else list(mine),
-                "fast": engine.fast_model is not None, "fast_path": engine.kind,
+                "batches": list(range(n_batches)) if distributed else list(mine), "model": fingerprint,
+                "outputs": self.outputs, "fast": engine.fast_model is not None, "fast_path": engine.kind,
                 "compiled": engine.compiled, "tie_tolerance": engine.tie_tolerance,
-                "rechecked": rechecked, "resumed_batches": resumed, "device": str(device),
-                "seconds": time.perf_counter() - t0}
-        # stimuli per second of this call (batches taken from a checkpoint do not count)
-        meta["stimuli_per_second"] = max(0, seen - resumed * batch_size) / max(meta["seconds"], 1e-9)
+                "rechecked": rechecked, "resumed_batches": resumed, "resumed_stimuli": resumed_seen,
+                "device": str(device), "seconds": time.perf_counter() - t0}
+        meta["stimuli_per_second"] = computed / max(meta["seconds"], 1e-9)
         result = estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
         if cuts is None:
             return result
@@ -271,7 +319,7 @@ class Probe:
                 (seen_n,) = _stream.all_reduce(s, seen_n)
             m = {**meta, "n_samples": n, "snapshot_of": n_samples,
                  "batches": list(range(c)) if distributed else [i for i in mine if i < c]}
-            for k in ("rechecked", "resumed_batches", "seconds", "stimuli_per_second"):
+            for k in ("rechecked", "resumed_batches", "resumed_stimuli", "seconds", "stimuli_per_second"):
                 m.pop(k)
             out[n] = estimator.finalize({k: v.cpu() for k, v in s.items()}, seen_n, m)
         return {**out, n_samples: result}
@@ -318,15 +366,18 @@ class Probe:
         targets = [self.model] + ([self._copy] if self._copy is not None else [])
         for shape, e in list(self._engines.items()):
             if e.kind == "eager":
-                targets.append(e.fast_model)
+                fast = e.fast_model
+                targets.append(fast.model if isinstance(fast, ProbabilitiesAsLogits) else fast)
             elif e.fast_model is not None:
                 del self._engines[shape]
         with torch.no_grad():
             for m in targets:
                 fn(m)
         self._token = _state_token(self.model)
+        self._fingerprint = None
 
     def __repr__(self) -> str:
         built = {s: e.kind for s, e in self._engines.items()}
-        return f"Probe({type(self.model).__name__}, device={self.device}, fast={self.fast!r}, engines={built})"
+        return (f"Probe({type(self.model).__name__}, device={self.device}, fast={self.fast!r}, "
+                f"outputs={self.outputs!r}, engines={built})")
 

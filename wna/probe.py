@@ -82,6 +82,12 @@ class ClassificationImages(Result):
         m[self.count == 0] = float("nan")
         return m
 
+    def _need_squares(self, what: str) -> None:
+        if self.sq is None:
+            raise ValueError(f"{what} needs the sums of squares, and this result holds none (sq is None: built "
+                             "without them or saved by an older wna); run the probe again "
+                             "(wna.probe.classification_images or wna.Probe) to get them")
+
     @property
     def sem(self) -> torch.Tensor:
         """Standard error of :attr:`mean` per pixel, float64 ``(C, *shape)``; NaN where count < 2.
@@ -89,8 +95,7 @@ class ClassificationImages(Result):
         ``sqrt(s^2 / c)`` with ``s^2`` the unbiased sample variance of the
         class's (weighted) stimuli, from the per-class sums of squares.
         """
-        if self.sq is None:
-            raise ValueError("this result holds no sums of squares (saved by an older version)")
+        self._need_squares("sem")
         c = self._per_class(self.count)
         mean = self.sums / c
         var = ((self.sq - c * mean * mean) / (c - 1)).clamp_min(0)
@@ -102,6 +107,7 @@ class ClassificationImages(Result):
     def rms(self) -> torch.Tensor:
         """Root-mean-square stimulus per class ``sqrt(mean(x^2))``, ``(C, *shape)``; NaN where
         count == 0: the template of the authors' released code for Fig. 5 and CIFAR-10."""
+        self._need_squares("rms")
         r = (self.sq / self._per_class(self.count)).sqrt()
         r[self.count == 0] = float("nan")
         return r
@@ -228,7 +234,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
                           seed: int = 0, device="cpu", weighting: str = "none",
                           progress: bool = True, num_classes: int | None = None,
                           shard: tuple[int, int] | None = None, fast="auto",
-                          checkpoint=None, checkpoint_every: float = 60.0) -> ClassificationImages:
+                          checkpoint=None, checkpoint_every: float = 60.0,
+                          outputs: str = "auto") -> ClassificationImages:
     """Classification images of ``model`` under ``stimulus`` (Fig. 2 of the paper).
 
     A one-off call of :meth:`wna.Probe.classification_images`; to probe one
@@ -237,7 +244,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
     Parameters
     ----------
     model: maps a batch ``(B, *stimulus.shape)`` to logits ``(B, C)``; a single
-        output ``(B,)`` or ``(B, 1)`` is a binary observer (class 1 when > 0).
+        output ``(B,)`` or ``(B, 1)`` is a binary observer (class 1 when > 0);
+        probabilities need ``outputs="probabilities"``.
         It runs in eval mode (its training flag is restored afterwards) and is
         never moved or changed.
     stimulus: a generator with ``.shape`` and ``.sample(n, generator)``, e.g.
@@ -250,7 +258,8 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         the authors' variant).
     num_classes: read from the first batch unless given.
     shard: ``(k, K)`` processes only the batches ``i`` with ``i % K == k``; the
-        K shard results :meth:`~ClassificationImages.merge` into the full one.
+        K shard results :meth:`~ClassificationImages.merge` into the full one
+        (counts bitwise, float64 sums up to rounding: see :meth:`wna.engine.Result.merge`).
         Under an initialised ``torch.distributed`` process group the ranks
         split the batches the same way and every rank returns the full result.
     fast: ``"auto"``/``"eager"``, ``"compile"``, ``"onnx"`` or ``"off"`` (see
@@ -259,8 +268,14 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         many near-ties the plain model recomputed.
     checkpoint: a file path for the running sums (see :meth:`wna.Probe.run`);
         ``meta["resumed_batches"]`` counts the batches taken from it.
+    outputs: ``"auto"`` (the default: logits; outputs that look like
+        probabilities, e.g. of a final softmax or sigmoid, or integers are
+        refused), ``"logits"`` (not checked, for logits that happen to lie in
+        [0, 1]) or ``"probabilities"`` (read as log-probabilities; one column
+        ``p`` as ``logit(p)``, class 1 when ``p > 0.5``). See :class:`wna.Probe`.
+    seed: an integer >= 0.
     """
-    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress
+    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress, outputs=outputs
                  ).classification_images(stimulus, n_samples, seed=seed, weighting=weighting,
                                          num_classes=num_classes, shard=shard, checkpoint=checkpoint,
                                          checkpoint_every=checkpoint_every)

@@ -83,7 +83,8 @@ class SpikeTriggered(Result):
     r x x^T; ``null_rx`` ``(K, C, P)`` and ``null_rxx`` ``(K, C, P, P)``: the
     same with the responses shuffled within each batch (K shuffles).
     ``rf``: ``(size, jump, start)`` of :class:`RF` (None for a layer without
-    a spatial map). All sums add exactly when results of shards are merged.
+    a spatial map). Results of shards merge into the single-process result up to the rounding
+    of the float64 additions across batches (see :meth:`wna.engine.Result.merge`).
     """
 
     rx: torch.Tensor
@@ -261,6 +262,7 @@ class STAEstimator(Estimator):
     """
 
     name = "spike_triggered_average"
+    reads_logits = False  # the outputs are unit responses (any values), not logits
 
     def __init__(self, stimulus, window=None, *, whiten: bool = False, stc: bool = False, shuffles: int = 0,
                  normalize: str = "response", info: dict | None = None):
@@ -357,7 +359,7 @@ def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed
     (default 19 with ``stc``, a 5% permutation test, else 0; each costs as
     much as the STC itself: choose ``channels`` for large patches).
     ``seed``, ``shard``, ``checkpoint``: as :meth:`wna.Probe.run` (same
-    seed, same result bitwise; shards merge exactly).
+    seed, same result bitwise; shards merge, see :meth:`wna.engine.Result.merge`).
     """
     _check_normalize(normalize)
     base = model if isinstance(model, Probe) else Probe(model, device="cpu" if device is None else device)

@@ -39,6 +39,7 @@ from scipy import stats
 from tqdm import tqdm
 
 from ._backends import eval_mode
+from ._checks import check_seed
 from ._psychometric import PsychometricFit, fit_psychometric, psychometric_function
 from .binary import CellsEstimator
 from .engine import Probe, Result, class_counts
@@ -282,6 +283,7 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
     (its settings then apply); otherwise one is built (``fast``: "auto",
     "eager" or "off", since a stimulated fast copy must be editable).
     """
+    seed = check_seed(seed)
     signals = torch.as_tensor(signals, dtype=torch.float32)
     levels = np.asarray(levels, dtype=np.float64).ravel()
     if len(signals) == 0 or len(levels) == 0:
