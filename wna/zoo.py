@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import _backdoor, data, models
+from ._checks import load_torch
 
 __all__ = ["load", "train", "train_generative", "cache_dir", "checkpoint_path", "RECIPES", "Recipe", "evaluate",
            "reconstruction_error", "random_crop_flip"]
@@ -327,15 +328,25 @@ def load(name: str, progress: bool = True, retrain: bool = False, **config) -> t
     generative models), ``model.test_mse`` (their reconstruction error; None
     for classifiers), ``model.recipe`` and ``model.record``. Neither path
     draws from the caller's global random generator.
+
+    A cached checkpoint that cannot be read (truncated, say, by a copy that
+    stopped half way: the zoo itself writes atomically) is not retrained
+    silently: a ValueError names the file and says to delete it or to pass
+    ``retrain=True``, which trains the model again and replaces it.
     """
     recipe = _recipe(name, **config)
     path = checkpoint_path(name, **config)
     if path.is_file() and not retrain:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        todo = f"delete it, or call zoo.load({name!r}, retrain=True), to train the model again"
+        ckpt = load_torch(path, "zoo model checkpoint", todo, weights_only=False)
         with torch.random.fork_rng(devices=[]):  # throw-away initial weights: caller's RNG untouched
             model = _build(recipe)
-        model.load_state_dict(ckpt["state_dict"])
-        record = ckpt["record"]
+        try:
+            model.load_state_dict(ckpt["state_dict"])
+            record = ckpt["record"]
+        except (KeyError, TypeError, RuntimeError) as exc:
+            raise ValueError(f"{path} is not a {name} zoo model checkpoint ({type(exc).__name__}: "
+                             f"{str(exc)[:200]}); {todo}") from None
     else:
         trainer = train_generative if recipe.arch in GENERATIVE else train
         model, record = trainer(recipe, progress=progress)
