@@ -5,12 +5,17 @@
     wna probe --model mnist_cnn --n-samples 1000000 --out maps.pt [--fast onnx]   (also under torchrun)
     wna bench probe | precision | models
     wna bench gabor --dataset mnist|fashion_mnist|cifar10 [--components N] [--images N]
+
+Arguments are checked before anything is trained or run; a bad one ends with
+``wna: error: ...`` (or argparse's own message) and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 
 import yaml
 
@@ -18,16 +23,59 @@ from . import run as runner
 
 FAST = {"auto": "auto", "eager": "eager", "compile": "compile", "onnx": "onnx", "off": "off"}
 
+RUN_HELP = """Execute notebooks into book/executed/.
+
+Every parameter, from the profile (notebooks/profiles/PROFILE.yml) or from
+-p NAME VALUE, is checked before anything runs, against the default in the
+notebook's cell tagged 'parameters':
+
+  default None     any value
+  int              an integer (1e6 or 1000000.0 taken as 1000000)
+  float            an integer or a number
+  bool             true or false
+  str              a string
+  list             a list; its items checked against the default's items
+                   when those are all of one kind ([[1, 3]] for [[1, 7], [5, 6]])
+  dict             a mapping whose keys are among the default's, each
+                   value checked against the default's value for that key
+
+VALUE is read as YAML (1000, 0.5, true, "[1, 2]", "{mnist: 2000}", null). An
+override goes to every named notebook that has that parameter; a name none of
+them has is refused, as is 'profile' (use --profile)."""
+
+
+def _int_at_least(low: int):
+    """An argparse type: an integer >= ``low`` (``1e6`` and ``1_000_000`` accepted)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            try:
+                f = float(text)
+            except ValueError:
+                f = float("nan")
+            if not f.is_integer():
+                raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text!r}") from None
+            value = int(f)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {low}, got {text}")
+        return value
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="wna", description="White Noise Analysis of Neural Networks")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    r = sub.add_parser("run", help="execute notebooks into book/executed/")
+    r = sub.add_parser("run", help="execute notebooks into book/executed/", description=RUN_HELP,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("notebooks", nargs="*", help="notebook names (default: all)")
     r.add_argument("--profile", default="ci", choices=runner.PROFILES)
     r.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="override a parameter (VALUE parsed as YAML)")
+                   metavar=("NAME", "VALUE"),
+                   help="override a parameter (VALUE parsed as YAML; checked against the notebook's "
+                        "default, see above)")
     r.add_argument("--out", default=None, help="output folder (default book/executed)")
     r.add_argument("--no-progress", action="store_true")
 
@@ -36,11 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("probe", help="classification images of a zoo model under U[0,1] noise; "
                         "under torchrun the ranks split the batches")
     pr.add_argument("--model", default="mnist_cnn", help="zoo model name")
-    pr.add_argument("--epochs", type=int, default=None, help="training epochs of the zoo model")
-    pr.add_argument("--n-train", type=int, default=None, help="train the zoo model on the first N images")
-    pr.add_argument("--n-samples", type=int, default=1_000_000, help="number of noise images")
-    pr.add_argument("--batch-size", type=int, default=4096)
-    pr.add_argument("--seed", type=int, default=0)
+    pr.add_argument("--epochs", type=_int_at_least(1), default=None, help="training epochs of the zoo model")
+    pr.add_argument("--n-train", type=_int_at_least(1), default=None,
+                    help="train the zoo model on the first N images")
+    pr.add_argument("--n-samples", type=_int_at_least(1), default=1_000_000, help="number of noise images")
+    pr.add_argument("--batch-size", type=_int_at_least(1), default=4096)
+    pr.add_argument("--seed", type=_int_at_least(0), default=0)
     pr.add_argument("--weighting", default="none", choices=["none", "confidence"])
     pr.add_argument("--device", default="cpu")
     pr.add_argument("--fast", default="eager", choices=list(FAST),
@@ -88,8 +137,110 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+class _Refused(Exception):
+    """A bad argument found before any work: ``wna: error: ...``, exit code 2."""
+
+
+# The noise shape of each data set a zoo classifier is trained on.
+_SHAPES = {"mnist": (1, 28, 28), "fashion_mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+
+
+def _probe_setup(args):
+    """Check every ``wna probe`` argument before anything trains; the stimulus shape.
+
+    Raises :class:`_Refused` for an unknown or generative model, options the
+    recipe refuses, a device that is not here, or ``--out`` / ``--checkpoint``
+    paths that cannot be written.
+    """
+    from . import _backdoor, zoo
+
+    if args.model not in zoo.RECIPES:
+        raise _Refused(f"unknown model {args.model!r}; known: {', '.join(sorted(zoo.RECIPES))}")
+    recipe = zoo.RECIPES[args.model]
+    if recipe.arch in zoo.GENERATIVE:
+        raise _Refused(f"{args.model} is a generative model (an autoencoder), not a classifier to probe")
+    config = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
+    try:
+        zoo._recipe(args.model, **config)
+    except ValueError as exc:
+        raise _Refused(str(exc)) from None
+    _check_device(args.device)
+    for flag, path in (("--out", args.out), ("--checkpoint", args.checkpoint)):
+        if path is not None:
+            _check_writable(flag, path)
+    if args.out and args.checkpoint and Path(args.out).resolve() == Path(args.checkpoint).resolve():
+        raise _Refused("--out and --checkpoint name the same file; give them different paths")
+    base = _backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in _backdoor.ATTACKS else recipe.dataset
+    return config, _SHAPES[base]
+
+
+def _check_device(name: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as exc:
+        raise _Refused(f"--device {name!r} is not a device ({exc})") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise _Refused(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
+        if dev.index is not None and dev.index >= n:
+            raise _Refused(f"--device {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise _Refused(f"--device {name}: MPS is not available here (use --device cpu)")
+    elif dev.type != "cpu":
+        raise _Refused(f"--device {name}: only cpu, cuda[:N] and mps are supported")
+
+
+def _check_writable(flag: str, path: str) -> None:
+    """``path`` can be written: not a folder, and its nearest existing folder takes a new file."""
+    import tempfile
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise _Refused(f"{flag} {path} is a folder; give a file path (e.g. {p / 'result.pt'})")
+    folder = p.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise _Refused(f"{flag} {path} cannot be written: {folder} is a file, not a folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise _Refused(f"{flag} {path} cannot be written: the file is read-only")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise _Refused(f"{flag} {path} cannot be written: no new file can be made in {folder} "
+                       f"({exc.strerror or exc})") from None
+
+
+def _save_or_fall_back(ci, out: str) -> int:
+    """Save the result to ``out``; where that fails, to a fallback file (named on stderr), exit 1."""
+    import tempfile
+    import time
+
+    try:
+        ci.save(out)
+    except OSError as exc:
+        name = f"wna-probe-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.pt"
+        for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+            try:
+                ci.save(folder / name)
+            except OSError:
+                continue
+            print(f"wna: could not write {out} ({exc}); the result is saved in {folder / name} instead",
+                  file=sys.stderr)
+            return 1
+        print(f"wna: could not write {out} ({exc}), nor a fallback copy in the current folder or "
+              f"{tempfile.gettempdir()}; the result is lost", file=sys.stderr)
+        return 1
+    print("saved", out)
+    return 0
+
+
 def _probe(args) -> int:
-    import os
     import time
 
     import torch
@@ -97,6 +248,7 @@ def _probe(args) -> int:
 
     from . import probe, stimuli, zoo
 
+    config, shape = _probe_setup(args)  # before any process group, training or batch
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if args.device.startswith("cuda") else "gloo"
@@ -108,10 +260,9 @@ def _probe(args) -> int:
     if args.checkpoint:
         _interrupt_on_sigterm()
     try:
-        config = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
         model = zoo.load(args.model, progress=rank == 0 and not args.no_progress, **config)
         t = time.perf_counter()
-        ci = probe.classification_images(model, stimuli.WhiteNoise((1, 28, 28)), args.n_samples,
+        ci = probe.classification_images(model, stimuli.WhiteNoise(shape), args.n_samples,
                                          batch_size=args.batch_size, seed=args.seed, device=args.device,
                                          weighting=args.weighting, fast=FAST[args.fast],
                                          checkpoint=args.checkpoint,
@@ -120,12 +271,11 @@ def _probe(args) -> int:
         if rank == 0 and ci.meta["resumed_batches"]:
             print(f"resumed {ci.meta['resumed_batches']:,} batches from {args.checkpoint}")
         if rank == 0:
-            print(f"{ci.n:,} stimuli in {wall:.1f} s ({ci.n / wall:,.0f} img/s) on {world} process(es), "
+            print(f"{ci.n:,} stimuli in {wall:.1f} s ({(ci.n - ci.meta['resumed_stimuli']) / wall:,.0f} img/s) on {world} process(es), "
                   f"fast path {ci.meta['fast_path'] or 'off'}; {ci.meta['rechecked']:,} near-ties recomputed by the plain model")
             print("count per class:", ci.count.tolist())
-            if args.out:
-                ci.save(args.out)
-                print("saved", args.out)
+            if args.out and _save_or_fall_back(ci, args.out):
+                return 1
     except KeyboardInterrupt:
         if rank == 0:
             print("wna: interrupted" + (f"; the batches done are in {args.checkpoint}: run the same command "
@@ -165,12 +315,20 @@ def main(argv=None) -> int:
                                   out=args.json)
             return 0
         if args.cmd == "run":
-            overrides = {k: yaml.safe_load(v) for k, v in args.parameter}
+            overrides = {}
+            for name, text in args.parameter:
+                try:
+                    overrides[name] = yaml.safe_load(text)
+                except yaml.YAMLError as exc:
+                    raise _Refused(f"-p {name} {text!r}: not a YAML value ({exc})") from None
             outs = runner.run_notebooks(args.notebooks, args.profile, overrides, args.out,
                                         progress=not args.no_progress)
             for o in outs:
                 print(o)
             return 0
+    except (_Refused, runner.ParameterError) as exc:
+        print(f"wna: error: {exc}", file=sys.stderr)
+        return 2
     except (runner.NotebookFailed, FileNotFoundError, ValueError) as exc:
         print(f"wna: {exc}", file=sys.stderr)
         return 1
