@@ -192,3 +192,66 @@ def test_snapshots_survive_an_interruption(tmp_path):
         assert resumed[n].n == n and torch.equal(resumed[n].sums, full[n].sums)
     with pytest.raises(ValueError, match="another run"):  # other snapshots: another run's file
         p.classification_images(noise, N, seed=3, snapshots=[B], checkpoint=ck)
+
+
+def _failing_save_to(path, real):
+    """``save_atomic`` that fails with 'no space left' for ``path`` and works elsewhere."""
+    import errno
+
+    def save(obj, p):
+        if str(p) == str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, p)
+    return save
+
+
+def test_a_checkpoint_that_cannot_be_written_never_loses_the_run(tmp_path, monkeypatch):
+    from wna import _stream
+
+    model = Linear()
+    noise = stimuli.WhiteNoise((16,), "gaussian")
+    full = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False)
+    ck = tmp_path / "run.pt"
+    monkeypatch.setattr(_stream, "save_atomic", _failing_save_to(ck, _stream.save_atomic))
+    monkeypatch.setattr(_stream.tempfile, "gettempdir", lambda: str(tmp_path / "fallback"))
+    (tmp_path / "fallback").mkdir()
+    # periodic saves fail (warned, the run goes on); the final one goes to the fallback file
+    with pytest.warns(RuntimeWarning, match="could not be written") as caught:
+        ci = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False,
+                                         checkpoint=ck, checkpoint_every=0.0)
+    assert torch.equal(ci.count, full.count) and torch.equal(ci.sums, full.sums)
+    fallback = next((tmp_path / "fallback").glob("wna-checkpoint-*-run.pt"))
+    assert any(str(fallback) in str(w.message) for w in caught)
+    assert not ck.exists()
+
+    # an interrupted run whose checkpoint cannot be written: the batches done go to the fallback,
+    # and the same run continues from it bitwise
+    fallback.unlink()
+    with pytest.warns(RuntimeWarning, match="saved in"), pytest.raises(Interrupted):
+        probe.classification_images(model, FailsAfter(noise, 8), N, batch_size=B, seed=3, progress=False,
+                                    checkpoint=ck, checkpoint_every=1e9)
+    fallback = next((tmp_path / "fallback").glob("wna-checkpoint-*-run.pt"))
+    resumed = probe.classification_images(model, noise, N, batch_size=B, seed=3, progress=False,
+                                          checkpoint=fallback)
+    assert resumed.meta["resumed_batches"] > 0
+    assert torch.equal(resumed.count, full.count) and torch.equal(resumed.sums, full.sums)
+    assert torch.equal(resumed.sq, full.sq)
+
+
+def test_a_checkpoint_path_that_cannot_be_written_is_refused_before_any_batch(tmp_path):
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    seen = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, x):
+            seen.append(len(x))
+            return x.flatten(1)[:, :3]
+
+    with pytest.raises(ValueError, match="blocker is a file, not a folder"):
+        probe.classification_images(Counting(), stimuli.WhiteNoise((16,)), N, batch_size=B,
+                                    progress=False, checkpoint=tmp_path / "blocker" / "run.pt")
+    assert seen == []
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        probe.classification_images(Counting(), stimuli.WhiteNoise((16,)), N, batch_size=B,
+                                    progress=False, checkpoint=tmp_path)
+    assert seen == []

@@ -430,3 +430,132 @@ def test_a_copy_downloaded_by_hand_is_read_through_a_file_url(subset_zip, fresh_
     monkeypatch.setenv("WNA_IMAGENET_URL", subset_zip.resolve().as_uri())
     _, y = data.imagenet_val(32, limit=3, progress=False)
     assert y.tolist() == list(KNOWN.values()) and _files(fresh_root) == [data.IMAGENET_MIRROR]
+
+
+# ---------------------------------------------------------------- the Table 1 chapter, end to end
+# A user without ImageNet: a data root holding MNIST, Fashion-MNIST and CIFAR-10 only. Where the
+# subset can be downloaded (here from the local server) the chapter template-matches; where it
+# cannot (nothing listens on the port) the chapter still builds and says what was not run.
+
+def _linked_root(root, src):
+    """A new data root ``root`` holding links to ``src``'s MNIST, Fashion-MNIST and CIFAR-10."""
+    names = ["MNIST", "FashionMNIST"]
+    names += [n for n in (data.CIFAR10_OFFICIAL, "cifar10") if (src / n).is_dir()][:1]
+    missing = [n for n in names if not (src / n).is_dir()] + (
+        [] if len(names) == 3 else [f"cifar10 or {data.CIFAR10_OFFICIAL}"])
+    if missing:
+        msg = f"not under the data root {src}: {', '.join(missing)}"
+        if os.environ.get("CI"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    root.mkdir()
+    for n in names:
+        (root / n).symlink_to(src / n, target_is_directory=True)
+    return root
+
+
+def _glued(nb) -> dict:
+    """``{key: value}`` of every glued value of an executed notebook (strings unquoted)."""
+    import ast
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            sb = o.get("metadata", {}).get("scrapbook")
+            if sb:
+                text = o["data"].get(sb.get("mime_prefix", "") + "text/plain")
+                try:
+                    out[sb["name"]] = ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    out[sb["name"]] = text
+    return out
+
+
+def _outputs_text(nb) -> str:
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            parts.append(o.get("text", ""))
+            for v in o.get("data", {}).values():
+                parts.append(v if isinstance(v, str) else "")
+    return "\n".join(parts)
+
+
+@pytest.mark.slow  # executes the Table 1 notebook twice at the smoke profile: about a minute
+def test_table1_chapter_downloads_the_subset_or_says_not_run(server, tmp_path, monkeypatch):
+    import shutil
+    import socket
+    import subprocess
+    from pathlib import Path
+
+    import nbformat
+
+    from conftest import ROOT
+    from wna import run as runner
+
+    _need_lite("efficientnet_lite0")  # the smoke profile's backbone
+    nb_path = runner.find_notebooks(["table01_imagenet"], root=ROOT)[0]
+    n_val = runner.load_profile("smoke", ROOT)["table01_imagenet"]["n_val"]
+    url, hits = server
+    src = data.data_root().resolve()  # $WNA_DATA, before the test points it elsewhere
+    with socket.socket() as s:  # a port nobody listens on: connections are refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    # the kernel inherits os.environ; no request leaves the machine (CIFAR-10's official download,
+    # tried where only the JPEG copy is linked, meets a dead proxy and falls back at once)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, dead)
+    for var in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(var, "127.0.0.1,localhost")
+
+    # run 1: the subset is downloaded (from the local server), checked and template-matched
+    root1 = _linked_root(tmp_path / "data1", src)
+    monkeypatch.setenv("WNA_DATA", str(root1))
+    monkeypatch.setenv("WNA_IMAGENET_URL", url + "/good.zip")
+    before = hits.get("/good.zip", 0)
+    out = runner.run_notebook(nb_path, "smoke", out_dir=tmp_path / "run1", root=ROOT,
+                              progress=False)
+    assert hits["/good.zip"] == before + 1
+    assert (root1 / data.IMAGENET_MIRROR).is_file()
+    assert _files(root1 / "imagenet") == [Path(data.IMAGENET_MIRROR).name]
+    g = _glued(nbformat.read(out, as_version=4))
+    assert g["validation"].startswith(f"{n_val:,} of ") and "(mirror-1300)" in g["validation"]
+    assert g["status"].startswith(f"template matching ran on {n_val:,} validation images")
+    assert "not run" not in g["status"] and g["imagenet_source"] == "mirror-1300"
+    assert 0 <= float(g["tm_acc"]) <= 100
+    assert isinstance(g["imagenet_empty"], int) and 0 <= g["imagenet_empty"] < 1000
+
+    # run 2: nothing can be downloaded; the chapter runs and says what it did not run
+    root2 = _linked_root(tmp_path / "data2", src)
+    monkeypatch.setenv("WNA_DATA", str(root2))
+    monkeypatch.setenv("WNA_IMAGENET_URL", dead + "/x.zip")
+    site = tmp_path / "site"
+    out = runner.run_notebook(nb_path, "smoke", out_dir=site / "book" / "executed", root=ROOT,
+                              progress=False)
+    nb = nbformat.read(out, as_version=4)
+    assert not any(o.get("output_type") == "error" for c in nb.cells for o in c.get("outputs", []))
+    g = _glued(nb)
+    assert g["tm_acc"] == "not run" and "not run" in g["status"]
+    assert g["validation"] == "none" and g["imagenet_source"] == "none"
+    assert g["top1_efficientnet_lite0"] == "not run"
+    shown = _outputs_text(nb)
+    assert "Not run: top-1 accuracy and template matching" in shown
+    assert dead + "/x.zip" in shown  # the reason names where it tried
+    empties = {k: v for k, v in g.items() if k == "imagenet_empty" or k.startswith("empty_")}
+    assert "imagenet_empty" in empties and "empty_efficientnet_lite0_white" in empties
+    assert all(isinstance(v, int) and 0 <= v <= 1000 for v in empties.values()), empties
+    assert not (root2 / "imagenet").exists()  # no partial download left behind, no folder
+    assert sorted(p.name for p in root2.iterdir()) == sorted(p.name for p in root1.iterdir()
+                                                             if p.is_symlink())
+
+    # and the page builds (warnings fail, as in the book's own build)
+    shutil.copy(ROOT / "_config.yml", site / "_config.yml")
+    (site / "book" / "intro.md").write_text("# Table 1 only\n\nThe ImageNet chapter, alone.\n")
+    (site / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n"
+                                   "  - file: book/executed/table01_imagenet\n")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    res = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", str(site)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "WARNING" not in res.stdout + res.stderr
+    page = (site / "_build" / "html" / "book" / "executed" / "table01_imagenet.html").read_text()
+    assert "Not run: top-1 accuracy and template matching" in page

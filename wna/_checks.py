@@ -87,6 +87,36 @@ def check_device(device) -> torch.device:
                      f"{', '.join(available_devices())}")
 
 
+def check_writable(path, what: str = "file") -> Path:
+    """``path`` can be written: not a folder, and its nearest existing folder takes a new file.
+
+    Checked before any work, so a run is never lost to a path that could not
+    be written at its end. Raises ``ValueError`` (``IsADirectoryError`` for a
+    folder) naming ``what`` and the path.
+    """
+    import os
+    import tempfile
+
+    p = Path(path).expanduser()
+    if p.is_dir():
+        example = p / ("checkpoint.pt" if "checkpoint" in what else "result.pt")
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file path (e.g. {example})")
+    folder = p.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"{what} {path} cannot be written: {folder} is a file, not a folder")
+    if p.exists() and not os.access(p, os.W_OK):
+        raise ValueError(f"{what} {path} cannot be written: the file is read-only")
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{what} {path} cannot be written: no new file can be made in {folder} "
+                         f"({exc.strerror or exc})") from None
+    return p
+
+
 def check_outputs_option(outputs) -> str:
     if outputs not in OUTPUTS:
         raise ValueError(f"outputs must be one of {OUTPUTS}, got {outputs!r}")

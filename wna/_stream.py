@@ -17,7 +17,10 @@ import functools
 import hashlib
 import inspect
 import math
+import os
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ._checks import check_seed, load_torch
+from ._checks import check_seed, check_writable, load_torch
 
 CHECKPOINT_FORMAT = 2
 
@@ -151,7 +154,7 @@ class Checkpoint:
     """
 
     def __init__(self, path, key: dict, every: float):
-        path = Path(path)
+        path = check_writable(path, "checkpoint")  # before the first batch, not after the run
         rank, world = dist_rank_world()
         if world > 1:
             path = path.with_name(f"{path.stem}.rank{rank}-of-{world}{path.suffix}")
@@ -172,15 +175,42 @@ class Checkpoint:
         total, done, seen, rechecked = d["state"]
         return total, int(done), int(seen), int(rechecked), dict(d.get("snapshots") or {})
 
-    def save(self, state, force: bool = False) -> None:
+    def save(self, state, force: bool = False) -> Path | None:
+        """Save ``state`` (every ``every`` seconds, or now with ``force``); the file written.
+
+        A save that fails (disk full, folder removed) never ends the run: a
+        periodic one warns and is tried again later; a forced one (the end of
+        the run, an interruption) is written to a fallback file in the
+        temporary folder instead, with a warning naming it (the same run
+        continues from it with ``checkpoint=`` that file). Returns the path
+        written, or None.
+        """
         if not force and time.monotonic() - self._last < self.every:
-            return
+            return None
         total, done, seen, rechecked, snaps = state
         total = None if total is None else {k: t.cpu() for k, t in total.items()}
         snaps = {n: {k: t.cpu() for k, t in s.items()} for n, s in snaps.items()}
-        save_atomic({"format": CHECKPOINT_FORMAT, "key": self.key,
-                     "state": (total, done, seen, rechecked), "snapshots": snaps}, self.path)
+        obj = {"format": CHECKPOINT_FORMAT, "key": self.key,
+               "state": (total, done, seen, rechecked), "snapshots": snaps}
         self._last = time.monotonic()
+        try:
+            save_atomic(obj, self.path)
+            return self.path
+        except OSError as exc:
+            why = f"checkpoint {self.path} could not be written ({exc.strerror or exc})"
+            if not force:
+                warnings.warn(f"{why}; the run goes on and tries again", RuntimeWarning, stacklevel=3)
+                return None
+        fallback = Path(tempfile.gettempdir()) / f"wna-checkpoint-{os.getpid()}-{self.path.name}"
+        try:
+            save_atomic(obj, fallback)
+        except OSError as exc2:
+            warnings.warn(f"{why}, nor a fallback copy at {fallback} ({exc2.strerror or exc2}); "
+                          "the batches done are not saved", RuntimeWarning, stacklevel=3)
+            return None
+        warnings.warn(f"{why}; the {done:,} batches done are saved in {fallback} instead: pass "
+                      f"checkpoint={str(fallback)!r} to continue from there", RuntimeWarning, stacklevel=3)
+        return fallback
 
 
 def snapshot_cuts(snapshots, n_samples: int, batch_size: int, mine: range) -> dict[int, int]:

@@ -175,45 +175,21 @@ def _probe_setup(args):
 
 
 def _check_device(name: str) -> None:
-    import torch
+    from ._checks import check_device
 
     try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError) as exc:
-        raise _Refused(f"--device {name!r} is not a device ({exc})") from None
-    if dev.type == "cuda":
-        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n == 0:
-            raise _Refused(f"--device {name}: no CUDA GPU is available here (use --device cpu)")
-        if dev.index is not None and dev.index >= n:
-            raise _Refused(f"--device {name}: this machine has {n} CUDA GPU(s), cuda:0 to cuda:{n - 1}")
-    elif dev.type == "mps":
-        if not torch.backends.mps.is_available():
-            raise _Refused(f"--device {name}: MPS is not available here (use --device cpu)")
-    elif dev.type != "cpu":
-        raise _Refused(f"--device {name}: only cpu, cuda[:N] and mps are supported")
+        check_device(name)
+    except ValueError as exc:
+        raise _Refused(f"--device: {exc}") from None
 
 
 def _check_writable(flag: str, path: str) -> None:
-    """``path`` can be written: not a folder, and its nearest existing folder takes a new file."""
-    import tempfile
+    from ._checks import check_writable
 
-    p = Path(path).expanduser()
-    if p.is_dir():
-        raise _Refused(f"{flag} {path} is a folder; give a file path (e.g. {p / 'result.pt'})")
-    folder = p.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise _Refused(f"{flag} {path} cannot be written: {folder} is a file, not a folder")
-    if p.exists() and not os.access(p, os.W_OK):
-        raise _Refused(f"{flag} {path} cannot be written: the file is read-only")
     try:
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise _Refused(f"{flag} {path} cannot be written: no new file can be made in {folder} "
-                       f"({exc.strerror or exc})") from None
+        check_writable(path, flag)
+    except (ValueError, IsADirectoryError) as exc:
+        raise _Refused(str(exc)) from None
 
 
 def _save_or_fall_back(ci, out: str) -> int:

@@ -34,7 +34,8 @@ import torch
 
 from . import _stream
 from ._backends import FAST_CHUNK, Engine, eval_mode, fast_kind, predict
-from ._checks import ProbabilitiesAsLogits, check_device, check_logits, check_outputs_option, check_seed
+from ._checks import (ProbabilitiesAsLogits, check_device, check_logits, check_outputs_option, check_seed,
+                      check_writable)
 
 __all__ = ["Probe", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
 
@@ -253,6 +254,8 @@ class Probe:
         if not isinstance(estimator, Estimator):
             raise ValueError(f"estimator must be a wna.engine.Estimator, got {type(estimator).__name__}")
         seed = check_seed(seed)
+        if checkpoint is not None:  # before the fast copy is built or a batch runs
+            check_writable(checkpoint, "checkpoint")
         t0 = time.perf_counter()
         n_samples, batch_size, n_batches, mine, distributed = _stream.plan(n_samples, self.batch_size, shard)
         cuts = None
