@@ -79,3 +79,14 @@ class Linear(torch.nn.Module):
 def cosine(a, b):
     a, b = a.flatten().double(), b.flatten().double()
     return float(a @ b / (a.norm() * b.norm()))
+
+
+def glue_values(nb) -> dict:
+    """``{key: text/plain}`` of every value an executed notebook glued (myst-nb's scrapbook)."""
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            sb = o.get("metadata", {}).get("scrapbook")
+            if sb:
+                out[sb["name"]] = o["data"].get(sb.get("mime_prefix", "") + "text/plain")
+    return out

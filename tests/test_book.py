@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, glue_values
 from wna import run as runner
 
 JB = Path(sys.executable).with_name("jupyter-book")
@@ -61,17 +61,6 @@ def test_every_notebook_runs_at_smoke_and_records_its_run(smoke_book):
 GLUE = re.compile(r"\{glue:text\}`executed/(\w+)\.ipynb::(\w+):([^`]*)`")
 
 
-def _glue_values(nb) -> dict:
-    """``{key: text/plain}`` of every glued value of an executed notebook."""
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            sb = o.get("metadata", {}).get("scrapbook")
-            if sb:
-                out[sb["name"]] = o["data"].get(sb.get("mime_prefix", "") + "text/plain")
-    return out
-
-
 @pytest.mark.slow  # executes every notebook (smoke profile): minutes
 def test_fig02_glues_every_number_the_report_uses(smoke_book):
     report = (ROOT / "book" / "report.md").read_text()
@@ -92,7 +81,7 @@ def test_fig02_glues_every_number_the_report_uses(smoke_book):
 def test_fig02_dot_rule_gives_the_papers_mean_digit_number(smoke_book):
     nb = nbformat.read(smoke_book / "book" / "executed" / "fig02_mnist_bias_maps.ipynb",
                        as_version=4)
-    values = _glue_values(nb)
+    values = glue_values(nb)
     # Fig. 2C's mean digits under the raw dot product: 6,310 of 10,000 test digits
     assert values["tm_mean_digits"] == "63.1" and values["tm_mean_digits_diff"] == "0.0"
     assert values["tm_mean_digits_cos"] == "82.16"
@@ -158,7 +147,7 @@ def test_the_report_types_no_paper_number(smoke_book):
     from wna.paper import PAPER, TABLE2_CELLS
 
     report = (ROOT / "book" / "report.md").read_text()
-    glued = {nb.stem: _glue_values(nbformat.read(smoke_book / "book" / "executed" / f"{nb.stem}.ipynb",
+    glued = {nb.stem: glue_values(nbformat.read(smoke_book / "book" / "executed" / f"{nb.stem}.ipynb",
                                                  as_version=4))
              for nb in runner.find_notebooks(root=ROOT)}
     # Table 2's cells (fractions such as 0.1, which prose and γ labels use too) are checked in the

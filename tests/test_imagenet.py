@@ -8,6 +8,7 @@ import zipfile
 import pytest
 import torch
 
+from conftest import glue_values
 from wna import backbones, data, templates
 
 # Three images of the offline subset (labels.txt order) and their classes; every
@@ -458,15 +459,11 @@ def _glued(nb) -> dict:
     """``{key: value}`` of every glued value of an executed notebook (strings unquoted)."""
     import ast
     out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            sb = o.get("metadata", {}).get("scrapbook")
-            if sb:
-                text = o["data"].get(sb.get("mime_prefix", "") + "text/plain")
-                try:
-                    out[sb["name"]] = ast.literal_eval(text)
-                except (ValueError, SyntaxError):
-                    out[sb["name"]] = text
+    for key, text in glue_values(nb).items():
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
     return out
 
 
