@@ -5,7 +5,7 @@ The model of the fraction of "yes" answers at stimulus level ``x`` is
     p(x) = guess + (1 - guess - lapse) * F((x - threshold) / scale)
 
 with ``F`` the standard normal CDF (``"gaussian"``, a cumulative Gaussian:
-the exact form of KNOWN_ANSWERS §5) or the logistic function. ``threshold``
+the exact form of known answer 5 in ``book/methods.md``) or the logistic function. ``threshold``
 is where ``F`` is one half; ``scale`` is the Gaussian's standard deviation
 (or the logistic's scale); ``slope`` is ``dp/dx`` at the threshold,
 ``(1 - guess - lapse) * F'(0) / scale``. Guess and lapse rates are fixed,

@@ -20,11 +20,11 @@ PAPER = {
     "cnn_top_class": 8,  # §3.1: "most of the noise patterns are classified as 8"
     # §3.1 and Fig. 3 (CIFAR-10): template matching with the CNN's bias maps (rule not known) and
     # with the mean training images (the released code's rule: cosine with the per-class RMS
-    # images, NOTES.md); the CIFAR-10 CNN of Fig. 11 (authors' code: 82%; training code not released)
+    # images, book/methods.md); the CIFAR-10 CNN of Fig. 11 (authors' code: 82%; training code not released)
     "cifar_cnn_acc": 82.0,
     "cifar_tm_maps": 23.71,
     "cifar_tm_means": 28.69,
-    # Fig. 13 (supplement): test accuracies of the authors' released code (NOTES.md),
+    # Fig. 13 (supplement): test accuracies of the authors' released code (book/methods.md),
     # and "no noise image is classified as 1" by either model.
     "mlp_acc": 98.3,
     "rnn_acc": 96.4,
@@ -107,7 +107,7 @@ ABOUT = {
     "tm_mean_digits": ("template matching, mean digits", "percent", "Fig. 2C"),
     "tm_logreg_weights": ("template matching, LR weights", "percent", "Fig. 2C"),
     "cnn_top_class": ("class most noise images go to (CNN)", "class", "§3.1"),
-    "cifar_cnn_acc": ("CIFAR-10 CNN test accuracy (authors' code: 82%)", "percent", "NOTES.md (Fig. 11)"),
+    "cifar_cnn_acc": ("CIFAR-10 CNN test accuracy (authors' code: 82%)", "percent", "authors' code (Fig. 11)"),
     "cifar_tm_maps": ("template matching, CIFAR-10 bias maps", "percent", "§3.1, Fig. 3"),
     "cifar_tm_means": ("template matching, CIFAR-10 mean images", "percent", "§3.1, Fig. 3"),
     "mlp_acc": ("MLP test accuracy", "percent", "authors' code (Fig. 13)"),
@@ -122,7 +122,7 @@ ABOUT = {
     "gabor_var_cifar10": ("PCA variance kept, CIFAR-10, 600 components per channel", "percent", "§3.1, Appendix"),
     "fig15_samples": ("decoder-noise images after which the maps resemble digits", "count", "§3.1, Fig. 15"),
     "fashion_cnn_acc": ("Fashion-MNIST CNN test accuracy (authors' code: about 85-87%)", "percent",
-                        "NOTES.md, Fig. 16"),
+                        "authors' code (Fig. 16)"),
     "fashion_white_top_class": ("class most white-noise images go to (Fashion CNN)", "class", "Fig. 16"),
     "fashion_gabor_top_class": ("class most Gabor-noise images go to (Fashion CNN)", "class", "Fig. 16"),
     "imagenet_tm_acc": ("ImageNet template matching, best backbone (paper: ResNet152)", "percent", "Table 1"),
@@ -133,7 +133,7 @@ ABOUT = {
                               "§3.2 (21%), Table 2 (0.214)"),
     "attack_noise_bias_05": ("fooling rate, white noise + bias maps at γ = 0.5", "percent", "§3.2, Table 2"),
     "backdoor_8to9_patched": ("patched test 8s classified as 9 by the 8→9 backdoored CNN", "percent",
-                              "authors' notebook (NOTES.md)"),
+                              "authors' notebook (book/methods.md)"),
 }
 
 

@@ -179,7 +179,7 @@ def binary_cells_grid(results, digits, size: float = 1.5):
 
 def convergence(ns, cosines, dim: int, k: float | None = None, labels=None, size=(6.0, 3.6)):
     """Fig. 4: each class's map cosine to the largest-N map against N (log scale), with the
-    closed form of a linear observer (``KNOWN_ANSWERS.md`` §4) for k = 1 and, if given, a fitted k."""
+    closed form of a linear observer (known answer 4, ``book/methods.md``) for k = 1 and, if given, a fitted k."""
     from .probe import expected_cosine
     ns = list(ns)
     c = _np(cosines)

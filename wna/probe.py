@@ -133,7 +133,7 @@ class ClassificationImages(Result):
 def expected_cosine(n, dim: int, k: float = 1.0, reference=None):
     """Expected cosine of a classification image from ``n`` stimuli to the true template.
 
-    ``KNOWN_ANSWERS.md`` §4 (linear observer, ``dim`` pixels, ``k = S^2 / (sigma^2 |w|^2)``,
+    Known answer 4 of ``book/methods.md`` (linear observer, ``dim`` pixels, ``k = S^2 / (sigma^2 |w|^2)``,
     1 without internal noise): ``rho(n) = [1 + (pi/2) (dim/n) k] ** -0.5``. With
     ``reference``, the expected cosine to the map of the first ``reference >= n``
     stimuli of the same stream instead: ``rho(n) / rho(reference)`` (the extra

@@ -5,10 +5,10 @@ for every channel of a layer at one feature-map position, the
 spike-triggered average is the response-weighted mean stimulus (Eq. 4)::
 
     STA = sum_i r_i x_i / sum_i r_i          normalize="response" (Eq. 4, n_sp = sum r)
-    STA = sum_i r_i x_i / N                  normalize="count" (the authors' code, NOTES.md)
+    STA = sum_i r_i x_i / N                  normalize="count" (the authors' code, book/methods.md)
 
 Under Gaussian white noise the STA of a linear-nonlinear unit is
-proportional to its filter (Stein/Bussgang, KNOWN_ANSWERS.md §3); under
+proportional to its filter (Stein/Bussgang, known answer 3 in book/methods.md); under
 correlated noise N(0, C) it is proportional to C w, and the whitened STA
 C^-1 STA (Eq. 5, the least-squares regression of the responses on the
 stimuli) recovers w. The spike-triggered covariance (Eq. 4; the paper leaves

@@ -14,12 +14,12 @@ bitwise; :func:`paper_delta` computes the shifts by the paper's rule;
 ``(k, g)`` sweep); :meth:`PsychometricCurves.fit` fits them
 (:func:`fit_psychometric`, cumulative Gaussian or logistic, Wald intervals).
 
-The rule follows the authors' released code (``paper/NOTES.md``): ``a`` is
+The rule follows the authors' released code (the book's Methods page): ``a`` is
 the mean post-ReLU activation (over images, and over positions for a
 convolution), ``lambda`` is 0.1 for ``conv1``, 1 for ``conv2`` and 0.01 for
 ``fc1`` (the paper's "fc", the 500-unit hidden layer), and the fc shift is
 *not* divided by ``max(a)``; the "decreasing" panels (Fig. 24) subtract.
-Known answer (KNOWN_ANSWERS §5): shifting class 1's bias of a two-class
+Known answer 5 of the Methods page (``book/methods.md``): shifting class 1's bias of a two-class
 linear model by ``delta`` under Gaussian noise of s.d. ``sigma`` gives
 ``P(predict 1) = Phi((b1 - b0 + delta) / (sigma |w1 - w0|))`` exactly.
 """
