@@ -107,7 +107,7 @@ plots.class_shares({"white noise": (ci, None)}, CLASSES, size=(5.0, 3.2));
 # the class); each used as it is or min-max normalised; and two rules: the raw
 # dot product (Fig. 2C's rule) and cosine similarity (the released code's).
 # The paper's mean-image number follows the released code: cosine with the
-# RMS training images, not min-max normalised (`NOTES.md`); the rule behind
+# RMS training images, not min-max normalised ([Methods](../methods.md)); the rule behind
 # its bias-map number is not known, so the same rule is used for the maps
 # and the table below gives every other combination.
 

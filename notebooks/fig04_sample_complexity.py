@@ -73,7 +73,7 @@ plots.map_grid(grid, titles, ncols=10, size=1.3);
 # largest N (each map minus the mean of all noise images, so that the
 # noise's own mean of 0.5 does not count as agreement). For a linear
 # observer with D pixels the expected cosine of a map to the true template
-# is ρ(N) = [1 + (π/2)(D/N)k]^(-1/2) (`KNOWN_ANSWERS.md` §4; k = 1 without
+# is ρ(N) = [1 + (π/2)(D/N)k]^(-1/2) ([Methods](../methods.md), known answer 4; k = 1 without
 # internal noise), and to the map of a larger sample of the same stream
 # ρ(N)/ρ(N_max). The CNN is not linear, and most noise goes to a few digits;
 # we fit the one k that describes best the cosine averaged over digits with

@@ -128,7 +128,7 @@ for name, ci in maps.items():
 # *The released code's rule* (how the paper's Fig. 5 numbers were made):
 # cosine similarity between each image and the min-max normalised RMS maps,
 # on the test set for MNIST and CIFAR-10 but on the *training* set for
-# Fashion-MNIST (`NOTES.md`). *Fig. 2C's rule*: the raw dot product with the
+# Fashion-MNIST ([Methods](../methods.md)). *Fig. 2C's rule*: the raw dot product with the
 # min-max normalised mean maps, on the test set. The confusion matrices are
 # rows true class, columns predicted, each row normalised.
 

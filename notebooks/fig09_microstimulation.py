@@ -30,7 +30,7 @@
 #
 # with λ = 0.1 for conv1 and 1 for conv2; for the fully connected layer (fc1,
 # the paper's "fc") the released code adds ``0.01 k a_m`` without the division
-# by ``max(a)`` (`paper/NOTES.md`). The minus sign gives the "decreasing"
+# by ``max(a)`` ([Methods](../methods.md)). The minus sign gives the "decreasing"
 # panels. The paper reports that raising the fc biases shifts the curve to the
 # left (more stimuli called the target at the same signal level) for every
 # digit, lowering them shifts it to the right, and that stimulation of the
