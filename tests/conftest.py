@@ -33,7 +33,8 @@ def mnist_available():
     """Skip tests that need MNIST when it is absent (fail instead under CI)."""
     if not _mnist_present():
         msg = ("MNIST not found under $WNA_DATA "
-               f"({os.environ.get('WNA_DATA', 'data')}); set WNA_DATA=../shared/data or download it")
+               f"({os.environ.get('WNA_DATA', 'data')}); point $WNA_DATA at a folder that holds MNIST/raw/, "
+               "or run wna.data.mnist() online to download it")
         if os.environ.get("CI"):
             pytest.fail(msg)
         pytest.skip(msg)

@@ -1,4 +1,4 @@
-"""Binary observers: Eq. 1, Eq. 2 and the four stimulus-response cells (KNOWN_ANSWERS.md §1, §6).
+"""Binary observers: Eq. 1, Eq. 2 and the four stimulus-response cells (known answers 1 and 6, book/methods.md).
 
 Sample size: D = 16 pixels and N = 400,000 trials. Each cell mean has a
 per-pixel standard error of about sigma / sqrt(N / 4), so the error of the

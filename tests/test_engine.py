@@ -1,4 +1,4 @@
-"""The engine's contract: wna.Probe, estimators, results (DESIGN.md, "The public contract")."""
+"""The engine's contract: wna.Probe, estimators, results (the API the README documents)."""
 
 import math
 
@@ -200,7 +200,7 @@ def test_standard_error_known_answer():
 
 
 def test_map_cosine_to_the_true_template_grows_with_n_as_the_closed_form():
-    """KNOWN_ANSWERS §4: E cos(map, w) ~ [1 + (pi/2)(D/N) k]^(-1/2), k = 1 without internal noise."""
+    """Known answer 4 (book/methods.md): E cos(map, w) ~ [1 + (pi/2)(D/N) k]^(-1/2), k = 1 without internal noise."""
     D = 64
     w = torch.randn(D, generator=torch.Generator().manual_seed(0))
     model = Linear(w[None], squeeze=True)
@@ -281,7 +281,7 @@ def test_from_responses_equals_the_probe_on_the_same_stimuli():
 
 
 def test_cells_from_recorded_trials_give_eq1_of_a_linear_observer():
-    """KNOWN_ANSWERS §1 on 'recorded' trials: a linear observer's answers, no model in the loop."""
+    """Known answer 1 (book/methods.md) on 'recorded' trials: a linear observer's answers, no model in the loop."""
     g = torch.Generator().manual_seed(0)
     N, D = 200_000, 8
     w = torch.zeros(D)

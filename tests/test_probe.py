@@ -1,4 +1,4 @@
-"""Known answers (KNOWN_ANSWERS.md) and the contract of wna.probe."""
+"""Known answers (the book's Methods page, book/methods.md) and the contract of wna.probe."""
 
 import math
 import shutil
@@ -11,7 +11,7 @@ from wna import _backends, engine, plots, probe, stimuli, templates
 
 
 def test_binary_linear_observer_magnitude_known_answer():
-    """KNOWN_ANSWERS §1 at c = 0, no internal noise: E[n|r=1] - E[n|r=0] = 2*sqrt(2/pi) sigma^2 w / S.
+    """Known answer 1 at c = 0, no internal noise: E[n|r=1] - E[n|r=0] = 2*sqrt(2/pi) sigma^2 w / S.
 
     N = 400k Gaussian stimuli in D = 16 dimensions: the standard error of each
     class mean is sigma/sqrt(N/2), so the norm of the difference's error is
@@ -37,7 +37,7 @@ def test_binary_linear_observer_magnitude_known_answer():
 
 
 def test_binary_observer_with_bias_matches_closed_form():
-    """KNOWN_ANSWERS §1 with criterion c != 0 (logit w.n - c)."""
+    """Known answer 1 with criterion c != 0 (logit w.n - c)."""
     w = torch.zeros(8)
     w[0], w[3] = 0.6, 0.8
     c = 0.5
@@ -54,7 +54,7 @@ def test_binary_observer_with_bias_matches_closed_form():
 
 
 def test_argmax_map_points_along_w_minus_mean_row():
-    """KNOWN_ANSWERS §2: class k's map points along w_k - mean row, not along w_k."""
+    """Known answer 2: class k's map points along w_k - mean row, not along w_k."""
     gen = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(20, 4, generator=gen))
     W = q.T + 2.0 * torch.ones(4, 20) / math.sqrt(20)  # shared component: w_k and w_k - w̄ differ
@@ -406,7 +406,7 @@ def test_rms_and_contrast_known_answers():
     assert float((ci.rms**2 - ci.mean**2).min()) >= 0  # RMS >= |mean| per class and pixel
     weighted = (ci.contrast * ci.count[:, None].double()).sum(0)
     assert float(weighted.abs().max()) < 1e-9
-    # each class's contrast points along its weight row minus the mean row (KNOWN_ANSWERS §2)
+    # each class's contrast points along its weight row minus the mean row (known answer 2)
     for c in range(3):
         want = W[c] - W.mean(0)
         got = ci.contrast[c].float()
@@ -442,7 +442,8 @@ def test_variants_lists_every_scaling_and_rule():
 
 def test_cifar10_mean_image_templates_give_the_papers_number(cifar10_available):
     """§3.1's 28.69% (Fig. 3B): cosine with the per-class RMS training images, not min-max
-    normalised (NOTES.md). The JPEG mirror gives 2,858 of 10,000; raw dot collapses to chance."""
+    normalised (the released code's rule; book/methods.md). The JPEG mirror gives 2,858 of 10,000;
+    raw dot collapses to chance."""
     from wna import data
     x, y = data.cifar10(train=True)
     xt, yt = data.cifar10(train=False)

@@ -1,4 +1,4 @@
-"""Spike-triggered analysis (wna.sta): known answers from KNOWN_ANSWERS.md §3-4 on units of known filters.
+"""Spike-triggered analysis (wna.sta): known answers 3-4 (book/methods.md) on units of known filters.
 
 Sample sizes follow the §4 argument. For a unit r = relu(w.x) under N(0, I)
 noise in D pixels, the STA is E[r x] = w/2 (|w| = 1) plus noise of variance
@@ -53,7 +53,7 @@ def _support(t):
 def test_receptive_field_of_the_mnist_cnn_and_of_a_stride_padding_pool_stack():
     cnn = models.MnistCNN()  # its pooling is functional (F.max_pool2d): read through torch.fx
     assert sta.receptive_field(cnn, "conv1") == sta.RF((5, 5), (1, 1), (0, 0))
-    assert sta.receptive_field(cnn, "conv2") == sta.RF((14, 14), (2, 2), (0, 0))  # NOTES.md: 14x14
+    assert sta.receptive_field(cnn, "conv2") == sta.RF((14, 14), (2, 2), (0, 0))  # the paper's Fig. 8: 14x14
     # by hand: conv k3 s2 p1 -> (3, 2, -1); maxpool k3 s2 p1 -> (3 + 2*2, 4, -1 - 2) = (7, 4, -3);
     # conv k3 dilation 2 p2 -> (7 + 2*2*4, 4, -3 - 2*4) = (23, 4, -11)
     stack = nn.Sequential(nn.Conv2d(1, 2, 3, stride=2, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1),

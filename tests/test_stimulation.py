@@ -1,6 +1,6 @@
 """Micro-stimulation (Eq. 6, Fig. 9): bias shifts, the paper's rule, psychometric curves and fits.
 
-Known answers from ``paper/KNOWN_ANSWERS.md`` §5 (a bias shift on a two-class
+Known answer 5 of the book's Methods page, ``book/methods.md`` (a bias shift on a two-class
 linear model under Gaussian noise) and from curves of known parameters.
 """
 
@@ -148,7 +148,7 @@ def test_the_fit_recovers_a_known_curve_and_its_interval_covers_the_truth():
 
 
 def test_a_bias_shift_moves_the_threshold_by_the_closed_form_amount():
-    """KNOWN_ANSWERS §5 through the engine: logits W x + b, x ~ N(0, sigma^2 I), class 1's bias
+    """Known answer 5 (book/methods.md) through the engine: logits W x + b, x ~ N(0, sigma^2 I), class 1's bias
     shifted by delta: P(1) = Phi((b1 - b0 + delta) / (sigma |w1 - w0|)). Fitted against delta, the
     threshold is -(b1 - b0) and the scale sigma |w1 - w0| (= 1 here). With 11 shifts of 2,000
     stimuli, the Fisher information of the design gives se 0.012 (threshold) and 1.1% (scale): the
