@@ -39,11 +39,18 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
              size: float = 1.8, suptitle: str | None = None):
     """Show maps ``(K, [C,] H, W)`` in a grid, each min-max normalised unless told not to.
 
-    A map that is all NaN (a class that received no stimulus) is drawn blank
-    with "no samples".
+    With ``normalize=False`` the values are drawn as they are, every map of
+    the grid on one grey scale: [0, 1] for images in [0, 1] (0 black, 1
+    white), else the grid's overall range; contrasts are comparable across
+    the grid, never stretched per map. A map that is all NaN (a class that
+    received no stimulus) is drawn blank with "no samples".
     """
     maps = _np(maps)
     k = maps.shape[0]
+    scale = {}
+    if not normalize and np.isfinite(maps).any():
+        lo, hi = float(np.nanmin(maps)), float(np.nanmax(maps))
+        scale = {"vmin": min(lo, 0.0), "vmax": max(hi, 1.0)}
     nrows = math.ceil(k / ncols)
     lines = max((str(t).count("\n") + 1 for t in titles), default=1) if titles is not None else 1
     height = (size + 0.25 + 0.15 * (lines - 1)) * nrows + 0.3 * bool(suptitle)
@@ -62,7 +69,8 @@ def map_grid(maps, titles=None, ncols: int = 5, cmap: str = "gray", normalize: b
             if normalize:
                 lo, hi = np.nanmin(m), np.nanmax(m)
                 m = (m - lo) / (hi - lo) if hi > lo else np.zeros_like(m)
-            ax.imshow(m, cmap=None if m.ndim == 3 else cmap, interpolation="nearest")
+            grey = m.ndim == 2
+            ax.imshow(m, cmap=cmap if grey else None, interpolation="nearest", **(scale if grey else {}))
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
     if suptitle:
