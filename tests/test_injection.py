@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from wna import _stream, models, stimuli
-from wna.attack import (Prefix, class_distances, data_activations, inject, injection_sweep,
+from wna.attack import (class_distances, data_activations, inject, injection_sweep,
                         mean_class_distance, misclassification_ratio, noise_activations)
 
 SHAPE = (1, 8, 8)
@@ -97,20 +97,27 @@ def test_bad_layers_gammas_and_activations_raise_clear_errors(model):
         with inject(model, "conv", torch.full((3, 8, 8), math.nan), 0.5):
             pass
     assert _hooks(model) == 0
-    with pytest.raises(ValueError, match="no layer named"):
-        Prefix(model, ["conv.0"])  # not a child: the prefix runs children only
-    with pytest.raises(ValueError, match="not a chain of its children"):
-        Prefix(NotAChain().eval(), ["fc"]).check(torch.rand(2, *SHAPE))
-    with pytest.raises(ValueError, match="not a chain"):
-        noise_activations(NotAChain(), ["fc"], stimuli.WhiteNoise(SHAPE), 100, progress=False)
+    with pytest.raises(ValueError, match="no layer named 'nope'"):
+        noise_activations(model, ["nope"], stimuli.WhiteNoise(SHAPE), 100, progress=False)
+    assert _hooks(model) == 0
     with pytest.raises(ValueError, match="gamma"):
         injection_sweep(model, "conv", torch.rand(4, 3, 8, 8), torch.rand(4, *SHAPE),
                         torch.arange(4), gammas=[0.5, 2.0], progress=False)
 
 
-def test_the_cifar_cnn_is_a_chain_up_to_every_block():
-    cnn = models.CifarCNN(width=0.125).eval()
-    Prefix(cnn, ["input", "conv1", "conv2", "conv3", "fc_layer1"]).check(torch.rand(3, 3, 32, 32))
+def test_any_forward_and_any_submodule_is_read_as_a_hook_sees_it():
+    """The layers are the probe's hook captures: a forward that is no chain of children and a
+    layer inside a block are read as the model computes them (per class sums of one batch)."""
+    model = NotAChain().eval()
+    x = torch.rand((300, *SHAPE), generator=torch.Generator().manual_seed(2))
+    y = torch.arange(300) % 4
+    got = data_activations(model, ["fc", "conv.0"], x, y, batch_size=300, progress=False)
+    with torch.inference_mode(), models.record(model, "fc", "conv.0") as acts:
+        model(x)
+    for layer in ("fc", "conv.0"):
+        want = torch.stack([acts[layer][y == c].double().sum(0) for c in range(4)])
+        torch.testing.assert_close(got.sums[layer], want, rtol=1e-5, atol=1e-5)
+    assert _hooks(model) == 0
 
 
 def test_noise_means_per_predicted_class_match_a_direct_computation(model):

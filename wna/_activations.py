@@ -1,4 +1,4 @@
-"""Mean layer activations per class (the paper's Fig. 20), read without hooks.
+"""Mean layer activations per class (the paper's Fig. 20), read through the engine.
 
 Used by :mod:`wna._injection`.
 
@@ -6,15 +6,13 @@ Noise per *predicted* class (:func:`noise_activations`, an
 :class:`~wna.engine.Estimator` on the probe), real images per *true* class
 (:func:`data_activations`, a finite data set streamed in order), and the mean
 L2 distance between the classes' means per layer (:func:`mean_class_distance`).
-The model's forward must be a chain of its children (a flatten allowed before
-a fully connected child): the prefix up to a layer runs directly, checked once
-against a hook capture (:func:`wna.models.record`), so worker threads never
-share a hooked model. ``"input"`` names the model's input.
+The layers are read by the probe's forward hooks in the pass that computes
+the decisions (:mod:`wna._layers`); ``"input"`` names the model's input.
 """
 
 from __future__ import annotations
 
-import copy
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,74 +20,13 @@ import torch
 
 from ._backends import FAST_CHUNK, eval_mode
 from ._stream import digest
-from .engine import Estimator, Probe, class_counts
-from .models import decide, record
+from .engine import Estimator, Result, class_counts, probe_for
+from .models import decide
 
-__all__ = ["INPUT", "Prefix", "ActivationMeans", "ActivationEstimator", "noise_activations",
+__all__ = ["INPUT", "ActivationMeans", "ActivationEstimator", "noise_activations",
            "data_activations", "class_distances", "mean_class_distance"]
 
 INPUT = "input"
-
-# --------------------------------------------------------------------------
-# The prefix of a chain model, and mean activations
-# --------------------------------------------------------------------------
-
-
-def _first_leaf(module: torch.nn.Module):
-    return next((m for m in module.modules() if getattr(m, "weight", None) is not None), None)
-
-
-class Prefix:
-    """The children of ``model`` up to the deepest of ``layers``, run as a chain.
-
-    ``Prefix(model, layers)(x)`` returns ``{layer: activation}``; before a
-    child whose first weighted module is ``nn.Linear`` a batch with more than
-    two axes is flattened. :meth:`check` compares the result with a hook
-    capture of the model's own forward and raises a ValueError if the model
-    is not such a chain.
-    """
-
-    def __init__(self, model: torch.nn.Module, layers):
-        if not isinstance(model, torch.nn.Module):
-            raise ValueError("layer activations need a torch.nn.Module, "
-                             f"got {type(model).__name__}")
-        children = list(model.named_children())
-        names = [n for n, _ in children]
-        self.layers = list(layers)
-        if not self.layers:
-            raise ValueError("need at least one layer")
-        bad = [n for n in self.layers if n != INPUT and n not in names]
-        if bad:
-            raise ValueError(f"no layer named {bad}: use {INPUT!r} or one of the model's "
-                             f"children {names}")
-        deepest = max((names.index(n) for n in self.layers if n != INPUT), default=-1)
-        self.model, self.chain = model, children[:deepest + 1]
-
-    def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        out = {INPUT: x} if INPUT in self.layers else {}
-        for name, child in self.chain:
-            if x.ndim > 2 and isinstance(_first_leaf(child), torch.nn.Linear):
-                x = x.flatten(1)
-            x = child(x)
-            if name in self.layers:
-                out[name] = x
-        return out
-
-    def check(self, x: torch.Tensor) -> None:
-        """Raise unless the chain's activations on ``x`` equal the model's own (hook capture)."""
-        hooked = [n for n in self.layers if n != INPUT]
-        with torch.inference_mode(), eval_mode(self.model):
-            with record(self.model, *hooked) as acts:
-                self.model(x)
-            ours = self(x)  # after the capture: the chain's own calls would trigger its hooks
-        for n in hooked:
-            got, want = ours[n], acts.get(n)
-            if not isinstance(want, torch.Tensor) or got.shape != want.shape or \
-                    not torch.allclose(got, want, rtol=1e-5, atol=1e-6):
-                raise ValueError(
-                    f"the model's forward is not a chain of its children up to {n!r}: running "
-                    f"{[c for c, _ in self.chain]} in order does not give the layer's output")
-
 
 class _Rows:
     """A finite data set as a stimulus: rows in order (``sample_at``), never drawn at random.
@@ -130,12 +67,13 @@ class _Rows:
         return f"Rows(n={len(self.images)}, shape={self.shape}, #{self.digest})"
 
 
-@dataclass
-class ActivationMeans:
+@dataclass(repr=False)
+class ActivationMeans(Result):
     """Float64 sums of each layer's activation per class (``sums[layer]``: ``(C, *shape)``).
 
     ``group``: ``"predicted"`` (noise, by the model's decision) or ``"label"``
-    (real data, by the true class); ``count`` ``(C,)``; ``n`` stimuli.
+    (real data, by the true class); ``count`` ``(C,)``; ``n`` stimuli. Results
+    of shards or disjoint runs merge (:meth:`wna.engine.Result.merge`) and save.
     """
 
     sums: dict
@@ -143,6 +81,10 @@ class ActivationMeans:
     n: int
     group: str
     meta: dict = field(default_factory=dict)
+
+    kind = "activation_means"
+    summed = ("sums", "count")
+    identity = ("group",)
 
     @property
     def layers(self) -> list[str]:
@@ -159,73 +101,55 @@ class ActivationMeans:
             out[k] = m
         return out
 
+    def __repr__(self) -> str:
+        return f"ActivationMeans(n={self.n}, group={self.group!r}, layers={self.layers})"
+
 
 class ActivationEstimator(Estimator):
     """Sums of layer activations per predicted class (noise) or per true class (a data set).
 
     ``source``: a stimulus (``.shape``, ``.sample``; grouped by the engine's
     decisions) or a :class:`_Rows` data set (grouped by its labels). The
-    activations come from a :class:`Prefix` of the plain model, run in chunks
-    inside :meth:`update` (thread-safe: no hooks, the model in eval mode).
+    layers (``"input"`` or names from ``model.named_modules()``) are read by
+    the probe; each part of :data:`~wna._backends.FAST_CHUNK` rows is summed
+    in float32 per class, then added in float64.
     """
 
     name = "activation_means"
+    rows_per_update = FAST_CHUNK
 
-    def __init__(self, model: torch.nn.Module, layers, source, num_classes: int):
+    def __init__(self, layers, source, num_classes: int):
         super().__init__(source)
-        self.prefix = Prefix(model, layers)
+        self.names = list(layers)
+        if not self.names:
+            raise ValueError("need at least one layer")
         self.num_classes = int(num_classes)
-        self.device = next(model.parameters()).device
-        self.prefix.check(self.sample_at(0, 2, torch.Generator().manual_seed(0))[0].to(self.device)
-                          if isinstance(source, _Rows) else
-                          source.sample(2, torch.Generator().manual_seed(0)).to(self.device))
-        # a channels-last copy runs the chunks (about 1.5x faster on a CPU; checked chain above)
-        self.layout = torch.contiguous_format
-        convs = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-        if self.device.type == "cpu" and convs:
-            self.layout = torch.channels_last
-            self.prefix = Prefix(copy.deepcopy(model).eval().to(memory_format=self.layout), layers)
+
+    def layers(self) -> tuple[str, ...]:
+        return tuple(n for n in self.names if n != INPUT)
 
     def key(self) -> dict:
-        return {**super().key(), "layers": self.prefix.layers}
+        return {**super().key(), "layers": self.names}
 
     def sample_at(self, start, n, generator):
         if isinstance(self.stimulus, _Rows):
             return self.stimulus.head(start, n)
         return self.sample(n, generator)
 
-    def update(self, stimuli, outputs):
+    def update(self, stimuli, outputs, layers=None):
         x = stimuli[0] if isinstance(stimuli, tuple) else stimuli
         group = stimuli[1].to(outputs.device) if isinstance(stimuli, tuple) else decide(outputs)[0]
-        C = self.num_classes
-        sums = {f"sum:{n}": None for n in self.prefix.layers}
-        for i in range(0, len(x), FAST_CHUNK):
-            c = x[i:i + FAST_CHUNK].to(self.device)
-            acts = self.prefix(c.contiguous(memory_format=self.layout) if c.ndim == 4 else c)
-            g = group[i:i + FAST_CHUNK].to(self.device)
-            # float32 sums of one chunk (serial index_add), added in float64
-            for n, a in acts.items():
-                s = a.new_zeros((C, a[0].numel())).index_add_(0, g, a.flatten(1))
-                s = s.double().reshape(C, *a.shape[1:])
-                sums[f"sum:{n}"] = s if sums[f"sum:{n}"] is None else sums[f"sum:{n}"] + s
-        if len(x) == 0:  # zero sums of the right shapes
-            acts = self.prefix(x.new_zeros((1, *self.shape)).to(self.device))
-            sums = {f"sum:{n}": torch.zeros((C, *a.shape[1:]), dtype=torch.float64,
-                                            device=self.device)
-                    for n, a in acts.items()}
+        C, sums = self.num_classes, {}
+        for n in self.names:
+            a = x if n == INPUT else layers[n]
+            # float32 sums of one part (serial index_add), added in float64
+            s = a.new_zeros((C, math.prod(a.shape[1:]))).index_add_(0, group.to(a.device), a.flatten(1))
+            sums[f"sum:{n}"] = s.double().reshape(C, *a.shape[1:])
         return {**sums, "count": class_counts(group, C)}
 
     def finalize(self, sums, n, meta):
         group = "label" if isinstance(self.stimulus, _Rows) else "predicted"
-        means = {k[4:]: v for k, v in sums.items() if k.startswith("sum:")}
-        means = {n_: means[n_] for n_ in self.prefix.layers}
-        return ActivationMeans(means, sums["count"], n, group, meta)
-
-
-def _probe(model, batch_size, fast, progress) -> tuple[Probe, bool]:
-    if isinstance(model, Probe):
-        return model, False
-    return Probe(model, fast=fast, batch_size=batch_size, progress=progress), True
+        return ActivationMeans({k: sums[f"sum:{k}"] for k in self.names}, sums["count"], n, group, meta)
 
 
 def _num_classes(probe: Probe, shape) -> int:
@@ -234,34 +158,26 @@ def _num_classes(probe: Probe, shape) -> int:
 
 
 def noise_activations(model, layers, stimulus, n_samples: int, *, seed: int = 0,
-                      batch_size: int = 4096, fast="auto",
-                      progress: bool = True) -> ActivationMeans:
+                      batch_size: int | None = None, fast=None,
+                      progress: bool | None = None) -> ActivationMeans:
     """Mean activation of each of ``layers`` per *predicted* class over ``n_samples`` noise images
     drawn from ``stimulus`` (e.g. ``wna.stimuli.WhiteNoise((3, 32, 32))``). ``model``: a model or
-    a :class:`wna.Probe` (one probe can then serve noise, data and more)."""
-    probe, own = _probe(model, batch_size, fast, progress)
-    try:
-        C = _num_classes(probe, stimulus.shape)
-        est = ActivationEstimator(probe.model, layers, stimulus, C)
+    a :class:`wna.Probe` (one probe can then serve noise, data and more; see
+    :func:`wna.engine.probe_for` for the settings, None: the probe's or its defaults)."""
+    with probe_for(model, batch_size=batch_size, fast=fast, progress=progress) as probe:
+        est = ActivationEstimator(layers, stimulus, _num_classes(probe, stimulus.shape))
         return probe.run(est, n_samples, seed=seed, desc="noise activations")
-    finally:
-        if own:
-            probe.close()
 
 
 def data_activations(model, layers, images, labels, *, num_classes: int | None = None,
-                     batch_size: int = 4096, fast="auto",
-                     progress: bool = True) -> ActivationMeans:
-    """Mean activation of each of ``layers`` per *true* class over a data set (every row once)."""
+                     batch_size: int | None = None, fast=None,
+                     progress: bool | None = None) -> ActivationMeans:
+    """Mean activation of each of ``layers`` per *true* class over a data set (every row once);
+    ``model`` and the settings as :func:`noise_activations`."""
     rows = _Rows(images, labels)
-    probe, own = _probe(model, batch_size, fast, progress)
-    try:
+    with probe_for(model, batch_size=batch_size, fast=fast, progress=progress) as probe:
         C = _num_classes(probe, rows.shape) if num_classes is None else int(num_classes)
-        est = ActivationEstimator(probe.model, layers, rows, C)
-        return probe.run(est, len(rows.images), desc="data activations")
-    finally:
-        if own:
-            probe.close()
+        return probe.run(ActivationEstimator(layers, rows, C), len(rows.images), desc="data activations")
 
 
 def class_distances(means: torch.Tensor) -> np.ndarray:

@@ -307,21 +307,46 @@ class Engine:
         ``split``: spread the chunks over the worker threads (only from the
         calling thread, never from inside :meth:`map`'s workers).
         """
+        return self.forward_read(x, shape, split)[:2]
+
+    def forward_read(self, x: torch.Tensor, shape, split: bool = False, reader=None, checked: bool = True):
+        """:meth:`forward` and, with a :class:`wna._layers.LayerReader` (hooked on this engine's
+        models), the layers' outputs: ``(logits, rechecked, {name: output} or None)``.
+
+        The layers are read in the pass that computes the logits: the eager
+        fast copy's chunks (a row rechecked by the plain model keeps its fast
+        layer outputs); a frozen fast copy (``"compile"``, ``"onnx"``) has no
+        layers to hook, so such batches run through the plain model.
+        ``checked=False``: the outputs are not read, so they are neither
+        checked nor rechecked (the model may return a feature map).
+        """
+        def run(fn, *args):
+            return (fn(*args), None) if reader is None else reader.run(lambda: fn(*args))
+
+        if not checked:
+            out, acts = run(self._chunks if self.kind == "eager" and x.ndim == 4 else self.model, x)
+            return out, 0, acts
         if self._lazy:
-            out = predict(self.model, x, shape, finite=False)
+            out, acts = run(predict, self.model, x, shape, False)
             self._nonfinite |= ~torch.isfinite(out).all()
-            return out, 0
-        if self.fast_model is None or x.ndim != 4:
-            return predict(self.model, x, shape), 0
+            return out, 0, acts
+        if self.fast_model is None or x.ndim != 4 or (reader is not None and self.kind != "eager"):
+            return self._plain_read(x, shape, run)
         try:
             if not split or self._pool is None or len(x) <= FAST_CHUNK:
-                out = self._chunks(x)
+                out, acts = run(self._chunks, x)
             else:  # contiguous parts of whole chunks: the same chunks as unsplit
                 per = -(-len(x) // (self.workers * FAST_CHUNK)) * FAST_CHUNK
-                out = torch.cat(list(self._pool.map(self._chunks, x.split(per))))
+                parts = list(self._pool.map(lambda p: run(self._chunks, p), x.split(per)))
+                out = torch.cat([o for o, _ in parts])
+                acts = None if reader is None else {k: torch.cat([a[k] for _, a in parts]) for k in parts[0][1]}
         except (RuntimeError, ValueError, TypeError, IndexError):
-            return predict(self.model, x, shape), 0  # the plain model gives the clear error
-        return self._recheck(check_output(out, len(x), shape), x, shape)
+            return self._plain_read(x, shape, run)  # the plain model gives the clear error
+        return (*self._recheck(check_output(out, len(x), shape), x, shape), acts)
+
+    def _plain_read(self, x, shape, run):
+        out, acts = run(predict, self.model, x, shape)
+        return out, 0, acts
 
     def check(self) -> None:
         """Raise if any output so far was NaN or inf (on a GPU this waits for the device)."""

@@ -24,7 +24,6 @@ each map to [0, 1] (``"minmax"``); ``"viridis"`` imitates the rendered PNG.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -35,7 +34,7 @@ from tqdm import tqdm
 
 from ._activations import _Rows
 from ._stream import digest
-from .engine import Estimator, Probe, class_counts
+from .engine import Estimator, class_counts, probe_for
 from .models import decide
 from .paper import TABLE2_GAMMAS
 from .stimulation import Decisions
@@ -190,12 +189,12 @@ class AttackResult:
 
 def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None,
                     n_samples: int | None = None, seed: int = 0, scale: str = "minmax",
-                    batch_size: int = 4096, device="cpu", fast="auto",
+                    batch_size: int | None = None, device=None, fast=None,
                     progress: bool = True) -> AttackResult:
     """The fooling rate of ``(1 - γ) x + γ p_k`` for every γ and pattern (Fig. 6C, Table 2).
 
-    ``model``: a model or a :class:`wna.Probe` (its settings then apply; one
-    engine serves every cell either way). ``base``: a noise generator (e.g.
+    ``model``: a model or a :class:`wna.Probe` (its settings apply unless given
+    here, :func:`wna.engine.probe_for`; one engine serves every cell either way). ``base``: a noise generator (e.g.
     ``WhiteNoise((1, 28, 28))``; ``n_samples`` draws from ``seed``, the same
     for every cell) or a tensor of images (the first ``n_samples`` rows,
     default all, each exactly once). ``patterns`` ``(K, *shape)``, scaled by
@@ -221,14 +220,15 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
     shape = tuple(base.shape)
     if tuple(patterns.shape[1:]) != shape:
         raise ValueError(f"patterns have shape {tuple(patterns.shape[1:])}, the base {shape}")
-    own = not isinstance(model, Probe)
-    probe = (Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False)
-             if own else model)
+    with probe_for(model, {"progress": False}, device=device, fast=fast, batch_size=batch_size) as probe:
+        return _attack(probe, base, patterns, gammas, classes, n_samples, seed, scale, progress)
+
+
+def _attack(probe, base, patterns, gammas, classes, n_samples, seed, scale, progress) -> AttackResult:
     if isinstance(base, _Rows) and base.images.device != probe.device:
         base = _Rows(base.images.to(probe.device))
     counts, fast_path, t0 = None, None, time.perf_counter()
-    with (contextlib.closing(probe) if own else contextlib.nullcontext(),
-          tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress) as bar):
+    with tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress) as bar:
         for i, g in enumerate(gammas):
             est = MixEstimator(base, patterns, float(g), probe.device)
             r = probe.run(est, n_samples, seed=seed)

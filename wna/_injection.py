@@ -21,10 +21,10 @@ import torch
 from ._activations import *  # noqa: F401,F403
 from ._activations import INPUT, _Rows
 from ._activations import __all__ as _activations_all
-from .engine import Estimator, Probe, class_counts
+from .engine import Estimator, Probe, Result, class_counts
 from .models import decide
 
-__all__ = [*_activations_all, "GAMMAS", "Injection", "inject", "InjectionSweep", "injection_sweep",
+__all__ = [*_activations_all, "GAMMAS", "Injection", "inject", "Confusion", "InjectionSweep", "injection_sweep",
            "misclassification_ratio", "channel_maps", "plot_ratios"]
 
 GAMMAS = tuple(round(0.1 * i, 1) for i in range(11))  # γ = 0, 0.1, ..., 1 (as Table 2)
@@ -109,8 +109,24 @@ def inject(model: torch.nn.Module, layer: str, activation, gamma: float):
         handle.remove()
 
 
+@dataclass(repr=False)
+class Confusion(Result):
+    """Counts ``confusion[true, predicted]`` ``(C, C)`` of a labelled data set's ``n`` images."""
+
+    confusion: torch.Tensor
+    n: int
+    meta: dict = field(default_factory=dict)
+
+    kind = "confusion"
+    summed = ("confusion",)
+
+    def __repr__(self) -> str:
+        return f"Confusion(n={self.n}, classes={len(self.confusion)})"
+
+
 class _Decisions(Estimator):
-    """Confusion counts ``(true, predicted)`` of a labelled data set, streamed in order."""
+    """Confusion counts ``(true, predicted)`` of a labelled data set, streamed in order
+    (a :class:`Confusion`)."""
 
     name = "injection_decisions"
 
@@ -129,7 +145,7 @@ class _Decisions(Estimator):
         return {"confusion": class_counts(cells, C * C).reshape(C, C)}
 
     def finalize(self, sums, n, meta):
-        return sums["confusion"], meta
+        return Confusion(sums["confusion"], n, meta)
 
 
 @dataclass
@@ -204,9 +220,9 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
                     confusion[c, j] = plain
                 else:
                     holder.set(activations[c], g)
-                    conf, meta = probe.run(est, len(rows.images))
-                    confusion[c, j] = conf.numpy()
-                    n, fast_path = n + len(rows.images), meta["fast_path"]
+                    r = probe.run(est, len(rows.images))
+                    confusion[c, j] = r.confusion.numpy()
+                    n, fast_path = n + len(rows.images), r.meta["fast_path"]
                     plain = confusion[c, j] if g == 1.0 else plain
                 ratio[c, j] = misclassification_ratio(confusion[c, j], c)
                 bar.update()

@@ -91,11 +91,25 @@ def _same(a, b) -> bool:
     return a == b or (isinstance(a, float) and isinstance(b, float) and a != a and b != b)  # NaN == NaN
 
 
+def _add(f: str, a, b):
+    """``a + b`` of a summed field: tensors of one shape, or dicts of them with the same keys."""
+    if a is None or b is None:
+        return None
+    if isinstance(a, dict) or isinstance(b, dict):
+        if not (isinstance(a, dict) and isinstance(b, dict)) or list(a) != list(b):
+            raise ValueError(f"cannot merge {f} of {list(a) if isinstance(a, dict) else 'a tensor'} "
+                             f"and {list(b) if isinstance(b, dict) else 'a tensor'}")
+        return {k: _add(f"{f}[{k!r}]", a[k], b[k]) for k in a}
+    if a.shape != b.shape:
+        raise ValueError(f"cannot merge {f} of shape {tuple(a.shape)} and {tuple(b.shape)}")
+    return a + b
+
+
 class Result:
     """Base of every estimator's result (a dataclass): summed tensors, ``n``, identity, ``meta``.
 
-    Subclasses name ``summed`` (tensor fields that add when merging; None
-    stays None) and ``identity`` (fields that must be equal to merge).
+    Subclasses name ``summed`` (tensor fields, or dicts of tensors, that add
+    when merging; None stays None) and ``identity`` (fields that must be equal to merge).
     """
 
     kind: ClassVar[str] = "result"
@@ -125,12 +139,7 @@ class Result:
         for f in self.identity:
             if not _same(getattr(self, f), getattr(other, f)):
                 raise ValueError(f"cannot merge results of {f} {getattr(self, f)!r} and {getattr(other, f)!r}")
-        fields = {}
-        for f in self.summed:
-            a, b = getattr(self, f), getattr(other, f)
-            if a is not None and b is not None and a.shape != b.shape:
-                raise ValueError(f"cannot merge {f} of shape {tuple(a.shape)} and {tuple(b.shape)}")
-            fields[f] = None if a is None or b is None else a + b
+        fields = {f: _add(f, getattr(self, f), getattr(other, f)) for f in self.summed}
         fields.update({f: getattr(self, f) for f in self.identity})
         return type(self)(**fields, n=self.n + other.n, meta=_merge_meta(self.meta, other.meta))
 

@@ -30,7 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["RF", "receptive_field", "unit_geometry"]
+from ._backends import eval_mode
+from .models import record
+
+__all__ = ["RF", "receptive_field", "unit_geometry", "feature_shape"]
 
 
 def _pair(v) -> tuple[int, int]:
@@ -280,3 +283,21 @@ def unit_geometry(model: nn.Module, layer: str, fshape, shape, position):
     if rows.stop <= rows.start or cols.stop <= cols.start:
         raise ValueError(f"unit {pos} of layer {layer!r} sees only padding")
     return pos, (rf.size, rf.jump, rf.start), (rows.start, rows.stop, cols.start, cols.stop)
+
+
+def feature_shape(model: nn.Module, layer: str, shape, device="cpu") -> tuple[int, ...]:
+    """The shape ``(C, H, W)`` or ``(C,)`` of one stimulus's activations at ``layer`` (one pass on zeros).
+
+    A ``ValueError`` for an unknown layer (listing the names) or an output
+    that is not a ``(B, C, H, W)`` or ``(B, C)`` tensor.
+    """
+    with eval_mode(model), torch.no_grad(), record(model, layer) as acts:
+        try:
+            model(torch.zeros((2, *shape), device=device))
+        except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+            raise ValueError(f"the model rejected stimuli of shape {tuple(shape)}: {exc}") from exc
+    out = acts.get(layer)
+    if not isinstance(out, torch.Tensor) or out.ndim not in (2, 4):
+        raise ValueError(f"layer {layer!r} must output a (B, C, H, W) or (B, C) tensor, got "
+                         f"{tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__}")
+    return tuple(out.shape[1:])

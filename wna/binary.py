@@ -16,7 +16,7 @@ from typing import Callable
 import torch
 
 from ._stream import digest
-from .engine import Estimator, Probe, Result, class_counts, class_sums
+from .engine import Estimator, Probe, Result, class_counts, class_sums, probe_for  # noqa: F401 (Probe: re-exported)
 from .models import decide
 
 __all__ = ["StimulusResponseCells", "CellsEstimator", "stimulus_response_cells", "cells_from_responses"]
@@ -183,10 +183,11 @@ def stimulus_response_cells(model: Callable, signals: torch.Tensor, signal_class
     sharding, ``torch.distributed``, ``fast``, ``checkpoint`` and ``outputs``
     work as in :func:`wna.probe.classification_images`.
     """
-    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress, outputs=outputs
-                 ).stimulus_response_cells(signals, signal_classes, noise, gamma, n_samples, seed=seed,
-                                           shard=shard, checkpoint=checkpoint,
-                                           checkpoint_every=checkpoint_every)
+    with probe_for(model, device=device, fast=fast, batch_size=batch_size, progress=progress,
+                   outputs=outputs) as probe:
+        return probe.stimulus_response_cells(signals, signal_classes, noise, gamma, n_samples, seed=seed,
+                                             shard=shard, checkpoint=checkpoint,
+                                             checkpoint_every=checkpoint_every)
 
 
 def cells_from_responses(noise: torch.Tensor, signal_classes: torch.Tensor, responses: torch.Tensor, *,

@@ -23,6 +23,7 @@ checkpoints and determinism then come for free.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
@@ -34,73 +35,14 @@ import torch
 
 from . import _stream
 from ._backends import FAST_CHUNK, Engine, eval_mode, fast_kind, predict
+from ._layers import LayerReader
 from ._checks import (ProbabilitiesAsLogits, check_device, check_logits, check_outputs_option, check_seed,
                       check_writable)
 
-__all__ = ["Probe", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
+__all__ = ["Probe", "probe_for", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
 
+from ._estimator import Estimator  # noqa: E402
 from ._result import RESULT_FORMAT, SUM_ROWS, Result, class_counts, class_sums  # noqa: E402,F401
-
-
-# --------------------------------------------------------------------------
-# Estimators and results
-# --------------------------------------------------------------------------
-
-
-class Estimator:
-    """What a probe adds up. Subclasses set ``name`` and implement ``update`` and ``finalize``.
-
-    ``sample(n, generator)`` returns the batch's stimuli: a tensor (the model
-    input) or a tuple whose first element is the model input (the rest is
-    passed on to ``update``, e.g. the noise behind a mixed stimulus).
-    ``update(stimuli, outputs)`` returns this batch's sums, a dict of tensors;
-    ``finalize(sums, n, meta)`` turns the sums over all batches into the result.
-    ``key()`` identifies the experiment in checkpoints.
-
-    The probe asks for batch ``i`` through ``sample_at(i * batch_size, n,
-    generator)``, which calls ``sample``: an estimator over a finite data set
-    (the test digits of a bias-map attack) overrides it to return rows
-    ``[start, start + n)`` of its data, so a run over ``n_samples = len(data)``
-    sees every row exactly once.
-
-    ``reads_logits``: the estimator reads the outputs as logits (decisions),
-    so the probe refuses outputs that look like probabilities on the first
-    batch (:mod:`wna._checks`); an estimator of raw responses (spike-triggered
-    analysis) sets it False.
-    """
-
-    name: ClassVar[str] = "estimator"
-    unit: ClassVar[str] = "img"
-    reads_logits: ClassVar[bool] = True
-
-    def __init__(self, stimulus):
-        if not hasattr(stimulus, "sample") or not hasattr(stimulus, "shape"):
-            raise ValueError("stimulus must have .shape and .sample(n, generator)")
-        if stimulus.shape is None:
-            fit = callable(getattr(stimulus, "fit", None))
-            raise ValueError(f"{type(stimulus).__name__} has no stimulus shape yet" + (
-                ": it is not fitted; call .fit(images) first" if fit else " (its .shape is None)"))
-        self.stimulus = stimulus
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.stimulus.shape)
-
-    def key(self) -> dict:
-        return {"stimulus": repr(self.stimulus)}
-
-    def sample(self, n: int, generator: torch.Generator):
-        return self.stimulus.sample(n, generator)
-
-    def sample_at(self, start: int, n: int, generator: torch.Generator):
-        """Stimuli ``[start, start + n)`` of the run's stream; by default ``sample(n, generator)``."""
-        return self.sample(n, generator)
-
-    def update(self, stimuli, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
-
-    def finalize(self, sums: dict[str, torch.Tensor], n: int, meta: dict):
-        raise NotImplementedError
 
 
 # --------------------------------------------------------------------------
@@ -114,6 +56,10 @@ def _input(stimuli) -> torch.Tensor:
 
 def _rows(stimuli, k: int):
     return tuple(s[:k] for s in stimuli) if isinstance(stimuli, tuple) else stimuli[:k]
+
+
+def _part(stimuli, start: int, end: int):
+    return tuple(s[start:end] for s in stimuli) if isinstance(stimuli, tuple) else stimuli[start:end]
 
 
 def _state_token(model) -> tuple:
@@ -271,33 +217,55 @@ class Probe:
                 first = estimator.sample_at(0, FAST_CHUNK, _stream.batch_generator(seed, 0, device))
             engine = self.engine(shape, _input(first) if device.type == "cpu" else None)
 
+            reader = None
+            if estimator.layers():  # hooked for this call only, on the copies this engine runs
+                reader = LayerReader(estimator.layers(), estimator.read)
+                reader.attach(engine.model, *([engine.fast_model] if engine.kind == "eager" else []))
+
             def work(i, split):
                 b = min(batch_size, n_samples - i * batch_size)
                 stimuli = estimator.sample_at(i * batch_size, b, _stream.batch_generator(seed, i, device))
-                logits, rechecked = engine.forward(_input(stimuli), shape, split)
-                if i == check_at and estimator.reads_logits:
-                    check_logits(logits, self.outputs, engine.model, _input(stimuli))
-                return estimator.update(stimuli, logits), b, rechecked
+                if reader is None:
+                    logits, rechecked = engine.forward(_input(stimuli), shape, split)
+                    if i == check_at and estimator.reads_logits:
+                        check_logits(logits, self.outputs, engine.model, _input(stimuli))
+                    return estimator.update(stimuli, logits), b, rechecked
+                sums, rechecked, step = None, 0, estimator.rows_per_update or b
+                for s in range(0, b, step):  # parts of the batch, their sums added in order
+                    part = _part(stimuli, s, s + step)
+                    logits, r, acts = engine.forward_read(_input(part), shape, split, reader, estimator.reads_outputs)
+                    if i == check_at and s == 0 and estimator.reads_logits and estimator.reads_outputs:
+                        check_logits(logits, self.outputs, engine.model, _input(part))
+                    u = estimator.update(part, logits, acts)
+                    sums, rechecked = (u if sums is None else {k: sums[k] + u[k] for k in sums}), rechecked + r
+                return sums, b, rechecked
 
-            zeros = None
-            if len(mine) == 0:  # a rank or shard without batches: zero sums of the right shapes
+            def empty():  # zero sums of the right shapes
                 with torch.inference_mode():
-                    zeros = estimator.update(_rows(first, 0), predict(engine.model, _input(first), shape)[:0])
-            ckpt = None if checkpoint is None else _stream.Checkpoint(checkpoint, {
-                "estimator": estimator.name, **estimator.key(), "model": _stream.fingerprint(plain),
-                "seed": seed, "batch_size": batch_size, "n_samples": n_samples,
-                "batches": (mine.start, mine.stop, mine.step), "snapshots": sorted(cuts or ()),
-                **({"outputs": self.outputs} if self.outputs == "probabilities" else {})},
-                checkpoint_every)
-            sums, seen, rechecked, resumed, resumed_seen, snaps = _stream.stream(
-                engine, work, mine, n_samples, batch_size, desc or estimator.name.replace("_", " "),
-                estimator.unit, self.progress, ckpt, device, cuts)
+                    if reader is None:
+                        return estimator.update(_rows(first, 0), predict(engine.model, _input(first), shape)[:0])
+                    logits, _, acts = engine.forward_read(_input(first), shape, False, reader, estimator.reads_outputs)
+                    return estimator.update(_rows(first, 0), logits[:0], {k: v[:0] for k, v in acts.items()})
+
+            try:
+                zeros = empty() if len(mine) == 0 else None  # a rank or shard without batches
+                ckpt = None if checkpoint is None else _stream.Checkpoint(checkpoint, {
+                    "estimator": estimator.name, **estimator.key(), "model": _stream.fingerprint(plain),
+                    "seed": seed, "batch_size": batch_size, "n_samples": n_samples,
+                    "batches": (mine.start, mine.stop, mine.step), "snapshots": sorted(cuts or ()),
+                    **({"outputs": self.outputs} if self.outputs == "probabilities" else {})},
+                    checkpoint_every)
+                sums, seen, rechecked, resumed, resumed_seen, snaps = _stream.stream(
+                    engine, work, mine, n_samples, batch_size, desc or estimator.name.replace("_", " "),
+                    estimator.unit, self.progress, ckpt, device, cuts)
+                # own copies: a snapshot may share its tensors with the final sums (all-reduced in place)
+                snaps = {n: None if v is None else {k: t.clone() for k, t in v.items()} for n, v in snaps.items()}
+                if zeros is None and any(v is None for v in snaps.values()):
+                    zeros = empty()
+            finally:
+                if reader is not None:
+                    reader.remove()
             fingerprint = self.fingerprint()  # after the forward passes: lazy modules are initialised
-            # own copies: a snapshot may share its tensors with the final sums (all-reduced in place)
-            snaps = {n: None if v is None else {k: t.clone() for k, t in v.items()} for n, v in snaps.items()}
-            if zeros is None and any(v is None for v in snaps.values()):
-                with torch.inference_mode():
-                    zeros = estimator.update(_rows(first, 0), predict(engine.model, _input(first), shape)[:0])
         sums = zeros if sums is None else sums
         computed = seen - resumed_seen  # by this process in this call
         if distributed:
@@ -309,6 +277,9 @@ class Probe:
                 "compiled": engine.compiled, "tie_tolerance": engine.tie_tolerance,
                 "rechecked": rechecked, "resumed_batches": resumed, "resumed_stimuli": resumed_seen,
                 "device": str(device), "seconds": time.perf_counter() - t0}
+        if reader is not None:
+            meta["layers"] = list(reader.names)
+            meta["layers_from"] = "eager" if engine.kind == "eager" else "plain"  # compile/onnx: plain
         meta["stimuli_per_second"] = computed / max(meta["seconds"], 1e-9)
         result = estimator.finalize({k: v.cpu() for k, v in sums.items()}, seen, meta)
         if cuts is None:
@@ -384,3 +355,42 @@ class Probe:
         return (f"Probe({type(self.model).__name__}, device={self.device}, fast={self.fast!r}, "
                 f"outputs={self.outputs!r}, engines={built})")
 
+
+SETTINGS = ("device", "fast", "batch_size", "progress", "outputs")  # what probe_for passes on
+
+
+@contextlib.contextmanager
+def probe_for(model, fresh: dict | None = None, **settings):
+    """The one rule for functions that take "a model or a :class:`Probe`": yields a probe.
+
+    ``settings`` are :class:`Probe`'s keywords (:data:`SETTINGS`); None means
+    "not given". A probe given whose settings agree with every one given is
+    yielded itself and left open (its fast copies serve later calls); a probe
+    with a differing setting gives a new probe on its model with its settings
+    so changed; any other model a new ``Probe(model, **settings)``. A probe
+    made here is closed when the block ends, also on an exception. ``fresh``:
+    settings of a probe made from a model only (e.g. ``progress=False`` for
+    the per-cell runs of a sweep with a bar of its own).
+    """
+    given = {k: v for k, v in settings.items() if v is not None}
+    unknown = sorted(set(given) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"probe_for got unknown settings {unknown}; known: {list(SETTINGS)}")
+    if isinstance(model, Probe):
+        mine = {"device": model.device, "fast": model.fast, "batch_size": model.batch_size,
+                "progress": model.progress, "outputs": model.outputs}
+        new = {"device": check_device(given.get("device", model.device)),
+               "fast": fast_kind(given.get("fast", model.fast)), **{k: given[k] for k in given
+                                                                     if k not in ("device", "fast")}}
+        if all(mine[k] == v for k, v in new.items()):
+            yield model
+            return
+        given = {**mine, **given}
+        model = model.model
+    else:
+        given = {**(fresh or {}), **given}
+    probe = Probe(model, **given)
+    try:
+        yield probe
+    finally:
+        probe.close()

@@ -26,7 +26,7 @@ import torch
 from ._backends import FAST_CHUNK, OnnxModel, predict  # noqa: F401 (re-exported)
 from ._stream import batch_generator  # noqa: F401 (re-exported)
 from .binary import StimulusResponseCells, stimulus_response_cells  # noqa: F401 (re-exported)
-from .engine import Estimator, Probe, Result, class_counts, class_sums
+from .engine import Estimator, Probe, Result, class_counts, class_sums, probe_for  # noqa: F401 (wna.probe.Probe)
 from .models import binary_logit, decide
 from .templates import assigned_classes, class_means, minmax, template_accuracy  # noqa: F401 (re-exported)
 
@@ -275,10 +275,11 @@ def classification_images(model: Callable, stimulus, n_samples: int, batch_size:
         ``p`` as ``logit(p)``, class 1 when ``p > 0.5``). See :class:`wna.Probe`.
     seed: an integer >= 0.
     """
-    return Probe(model, device=device, fast=fast, batch_size=batch_size, progress=progress, outputs=outputs
-                 ).classification_images(stimulus, n_samples, seed=seed, weighting=weighting,
-                                         num_classes=num_classes, shard=shard, checkpoint=checkpoint,
-                                         checkpoint_every=checkpoint_every)
+    with probe_for(model, device=device, fast=fast, batch_size=batch_size, progress=progress,
+                   outputs=outputs) as probe:
+        return probe.classification_images(stimulus, n_samples, seed=seed, weighting=weighting,
+                                           num_classes=num_classes, shard=shard, checkpoint=checkpoint,
+                                           checkpoint_every=checkpoint_every)
 
 
 def from_responses(stimuli: torch.Tensor, responses: torch.Tensor, *, num_classes: int | None = None,

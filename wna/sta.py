@@ -30,12 +30,11 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._rf import RF, receptive_field, unit_geometry
-from ._units import Units, feature_shape, units
-from .engine import SUM_ROWS, Estimator, Probe, Result
+from ._rf import RF, feature_shape, receptive_field, unit_geometry
+from .engine import SUM_ROWS, Estimator, Result, probe_for
 
 __all__ = ["spike_triggered_average", "SpikeTriggered", "STAEstimator", "STC", "RF", "receptive_field",
-           "units", "Units", "NORMALIZE"]
+           "NORMALIZE"]
 
 NORMALIZE = ("response", "count")
 STC_SHUFFLES = 19  # default shuffled nulls with stc=True: a 5% permutation test
@@ -253,19 +252,22 @@ def _ridged(phi: torch.Tensor, ridge: float) -> torch.Tensor:
 
 
 class STAEstimator(Estimator):
-    """The estimator behind :func:`spike_triggered_average`; it runs on a probe of :func:`units`.
+    """The estimator behind :func:`spike_triggered_average`.
 
-    The engine's outputs are the unit responses ``(B, C)``. ``window``:
-    ``(top, bottom, left, right)`` of the patch over which the second-order
-    sums and the nulls are taken (None: the whole stimulus). ``info``: the
-    identity fields of the result (layer, position, rf, channels, ...).
+    The responses are the channels of ``info["layer"]`` at ``info["position"]``
+    (``info["channels"]`` of them, through ``nonlinearity``), read by the
+    probe's hook in the pass that computes the logits; without a layer, the
+    model's outputs ``(B, C)`` themselves. ``window``: ``(top, bottom, left,
+    right)`` of the patch over which the second-order sums and the nulls are
+    taken (None: the whole stimulus). ``info``: the identity fields of the
+    result (layer, position, rf, channels, ...).
     """
 
     name = "spike_triggered_average"
-    reads_logits = False  # the outputs are unit responses (any values), not logits
+    reads_logits = False  # the responses are unit activations (any values), not logits
 
     def __init__(self, stimulus, window=None, *, whiten: bool = False, stc: bool = False, shuffles: int = 0,
-                 normalize: str = "response", info: dict | None = None):
+                 normalize: str = "response", info: dict | None = None, nonlinearity=None):
         super().__init__(stimulus)
         self.window = None if window is None else tuple(int(v) for v in window)
         self.moments = bool(whiten or stc)
@@ -275,6 +277,20 @@ class STAEstimator(Estimator):
         self.shuffles = int(shuffles)
         self.normalize = _check_normalize(normalize)
         self.info = dict(info or {})
+        self.nonlinearity = nonlinearity
+        self.reads_outputs = self.info.get("layer") is None  # with a layer, any model output will do
+
+    def layers(self) -> tuple[str, ...]:
+        return () if self.info.get("layer") is None else (self.info["layer"],)
+
+    def read(self, name, output):
+        a, position, channels = output.detach(), self.info.get("position"), self.info.get("channels")
+        if position is not None:
+            a = a[:, :, int(position[0]), int(position[1])]
+        if channels is not None:
+            a = a[:, list(channels)]
+        a = a.clone()  # a copy: an in-place op after the layer (e.g. ReLU(inplace=True)) cannot change it
+        return a if self.nonlinearity is None else self.nonlinearity(a)
 
     def key(self) -> dict:
         return {**super().key(), "window": self.window, "moments": self.moments, "stc": self.stc,
@@ -293,9 +309,9 @@ class STAEstimator(Estimator):
             x = x[..., top:bottom, left:right]
         return x.flatten(1)
 
-    def update(self, stimuli, outputs):
+    def update(self, stimuli, outputs, layers=None):
         x, perms = stimuli if isinstance(stimuli, tuple) else (stimuli, None)
-        r = outputs.to(torch.float64).reshape(len(x), -1)
+        r = (outputs if not layers else layers[self.info["layer"]]).to(torch.float64).reshape(len(x), -1)
         nulls = [] if perms is None else [r[perms[:, k]] for k in range(perms.shape[1])]
         c, d, p = r.shape[1], math.prod(self.shape), self._patch(x[:0]).shape[1]
 
@@ -362,23 +378,20 @@ def spike_triggered_average(model, layer: str, stimulus, n_samples: int, *, seed
     seed, same result bitwise; shards merge, see :meth:`wna.engine.Result.merge`).
     """
     _check_normalize(normalize)
-    base = model if isinstance(model, Probe) else Probe(model, device="cpu" if device is None else device)
-    net = base._plain()  # the model on the probe's device
-    given = {"device": device, "fast": fast, "batch_size": batch_size, "progress": progress}
-    settings = {k: getattr(base, k) if v is None else v for k, v in given.items()}
     shape = Estimator(stimulus).shape  # checks the stimulus
-    fshape = feature_shape(net, layer, shape, base.device)
-    pos, rf, window = unit_geometry(net, layer, fshape, shape, position)
-    if channels is not None:
-        channels = tuple(int(c) for c in channels)
-        if not channels or not all(0 <= c < fshape[0] for c in channels):
-            raise ValueError(f"channels must be indices in [0, {fshape[0]}), got {channels}")
-    info = {"layer": layer, "position": pos, "rf": rf, "channels": channels,
-            "nonlinearity": None if nonlinearity is None else getattr(nonlinearity, "__name__", repr(nonlinearity))}
-    if shuffles is None:
-        shuffles = STC_SHUFFLES if stc else 0
-    est = STAEstimator(stimulus, window, whiten=whiten, stc=stc, shuffles=shuffles, normalize=normalize, info=info)
-    with units(net, layer, pos, channels=channels, nonlinearity=nonlinearity) as cells:
-        probe = Probe(cells, **settings)
+    with probe_for(model, device=device, fast=fast, batch_size=batch_size, progress=progress) as probe:
+        net = probe._plain()  # the model on the probe's device
+        fshape = feature_shape(net, layer, shape, probe.device)
+        pos, rf, window = unit_geometry(net, layer, fshape, shape, position)
+        if channels is not None:
+            channels = tuple(int(c) for c in channels)
+            if not channels or not all(0 <= c < fshape[0] for c in channels):
+                raise ValueError(f"channels must be indices in [0, {fshape[0]}), got {channels}")
+        info = {"layer": layer, "position": pos, "rf": rf, "channels": channels,
+                "nonlinearity": None if nonlinearity is None else getattr(nonlinearity, "__name__", repr(nonlinearity))}
+        if shuffles is None:
+            shuffles = STC_SHUFFLES if stc else 0
+        est = STAEstimator(stimulus, window, whiten=whiten, stc=stc, shuffles=shuffles, normalize=normalize,
+                           info=info, nonlinearity=nonlinearity)
         return probe.run(est, n_samples, seed=seed, shard=shard, checkpoint=checkpoint,
                          checkpoint_every=checkpoint_every, desc=f"STA {layer}")

@@ -42,7 +42,7 @@ from ._backends import eval_mode
 from ._checks import check_seed
 from ._psychometric import PsychometricFit, fit_psychometric, psychometric_function
 from .binary import CellsEstimator
-from .engine import Probe, Result, class_counts
+from .engine import Probe, Result, class_counts, probe_for
 from .models import decide, record
 from .stimuli import WhiteNoise
 
@@ -267,7 +267,7 @@ def _level_seed(seed: int, j: int) -> int:
 
 def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str | None = None,
                         deltas: Mapping | None = None, levels=LEVELS, n_per_level: int | None = None,
-                        noise=None, seed: int = 0, batch_size: int = 4096, device="cpu", fast="auto",
+                        noise=None, seed: int = 0, batch_size: int | None = None, device=None, fast=None,
                         progress: bool = True) -> PsychometricCurves:
     """Psychometric curves of ``model`` under micro-stimulation (Fig. 9), streamed through one engine.
 
@@ -280,8 +280,9 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
     are classified; a hit is the class index ``target`` (for a binary
     observer 0 or 1). Level ``j`` draws from seed ``(seed, j)`` whatever k is:
     every k sees the same stimuli. ``model`` may be a :class:`wna.Probe`
-    (its settings then apply); otherwise one is built (``fast``: "auto",
-    "eager" or "off", since a stimulated fast copy must be editable).
+    (its settings apply unless given here: :func:`wna.engine.probe_for`);
+    otherwise one is built (``fast``: "auto", "eager" or "off", since a
+    stimulated fast copy must be editable; batch size 4096 by default).
     """
     seed = check_seed(seed)
     signals = torch.as_tensor(signals, dtype=torch.float32)
@@ -294,12 +295,13 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
         deltas = {0: None}
     elif layer is None:
         raise ValueError("deltas need a layer")
-    if isinstance(model, Probe):
-        probe, own = model, False
-    else:
-        if fast in ("compile", "onnx"):
-            raise ValueError(f"fast={fast!r} freezes the weights; micro-stimulation needs 'auto', 'eager' or 'off'")
-        probe, own = Probe(model, device=device, fast=fast, batch_size=batch_size, progress=False), True
+    if fast in ("compile", "onnx"):
+        raise ValueError(f"fast={fast!r} freezes the weights; micro-stimulation needs 'auto', 'eager' or 'off'")
+    with probe_for(model, {"progress": False}, device=device, fast=fast, batch_size=batch_size) as probe:
+        return _curves(probe, signals, target, layer, deltas, levels, n_per_level, noise, seed, progress)
+
+
+def _curves(probe, signals, target, layer, deltas, levels, n_per_level, noise, seed, progress):
     ests = [DecisionEstimator(signals, noise, float(g), probe.device) for g in levels]
     hits = np.zeros((len(deltas), len(levels)), dtype=np.int64)
     trials = np.zeros_like(hits)
@@ -316,8 +318,6 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
                     bar.update()
     finally:
         bar.close()
-        if own:
-            probe.close()
     seconds = time.perf_counter() - t0
     meta = {"seed": int(seed), "n_per_level": int(n_per_level), "noise": repr(noise), "seconds": seconds,
             "stimuli_per_second": float(trials.sum()) / max(seconds, 1e-9), "fast_path": fast_path,
