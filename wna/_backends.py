@@ -317,8 +317,7 @@ class Engine:
         fast copy's chunks (a row rechecked by the plain model keeps its fast
         layer outputs); a frozen fast copy (``"compile"``, ``"onnx"``) has no
         layers to hook, so such batches run through the plain model.
-        ``checked=False``: the outputs are not read, so they are neither
-        checked nor rechecked (the model may return a feature map).
+        ``checked=False``: outputs neither checked nor rechecked (a feature map is fine).
         """
         def run(fn, *args):
             return (fn(*args), None) if reader is None else reader.run(lambda: fn(*args))
