@@ -25,12 +25,10 @@ each map to [0, 1] (``"minmax"``); ``"viridis"`` imitates the rendered PNG.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from ._activations import _Rows
 from ._stream import digest
@@ -38,6 +36,7 @@ from .engine import Estimator, class_counts, probe_for
 from .models import decide
 from .paper import TABLE2_GAMMAS
 from .stimulation import Decisions
+from .sweep import sweep
 from .templates import minmax
 
 __all__ = ["SCALES", "scale_patterns", "MixEstimator", "AttackResult", "bias_map_attack",
@@ -227,21 +226,20 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
 def _attack(probe, base, patterns, gammas, classes, n_samples, seed, scale, progress) -> AttackResult:
     if isinstance(base, _Rows) and base.images.device != probe.device:
         base = _Rows(base.images.to(probe.device))
-    counts, fast_path, t0 = None, None, time.perf_counter()
-    with tqdm(total=len(gammas), desc="bias-map attack", unit="γ", disable=not progress) as bar:
-        for i, g in enumerate(gammas):
-            est = MixEstimator(base, patterns, float(g), probe.device)
-            r = probe.run(est, n_samples, seed=seed)
-            if counts is None:
-                if max(classes) >= r.count.shape[1]:
-                    raise ValueError(f"classes {classes} exceed the model's {r.count.shape[1]}")
-                counts = torch.zeros((len(gammas), *r.count.shape), dtype=torch.int64)
-            counts[i], fast_path = r.count, r.meta["fast_path"]
-            bar.update()
-    seconds = time.perf_counter() - t0
+
+    def run_cell(p, g):
+        r = p.run(MixEstimator(base, patterns, float(g), p.device), n_samples, seed=seed)
+        if max(classes) >= r.count.shape[1]:
+            raise ValueError(f"classes {classes} exceed the model's {r.count.shape[1]}")
+        return r
+
+    out = sweep(probe, gammas, run_cell, size=lambda g: n_samples * len(patterns), desc="bias-map attack",
+                progress=progress)
+    counts = torch.stack([r.count for r in out.results]).to(torch.int64)
+    timing = out.timing.meta()
     meta = {"seed": int(seed), "n_samples": int(n_samples), "scale": scale, "base": repr(base),
-            "seconds": seconds, "fast_path": fast_path, "device": str(probe.device),
-            "stimuli_per_second": counts.sum().item() / max(seconds, 1e-9)}
+            "seconds": timing["seconds"], "fast_path": out.results[-1].meta["fast_path"],
+            "device": str(probe.device), "stimuli_per_second": timing["stimuli_per_second"]}
     return AttackResult(gammas, classes, counts, int(n_samples), meta)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import numbers
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +22,7 @@ from ._activations import INPUT, _Rows
 from ._activations import __all__ as _activations_all
 from .engine import Estimator, Probe, Result, class_counts
 from .models import decide
+from .sweep import sweep
 
 __all__ = [*_activations_all, "GAMMAS", "Injection", "inject", "Confusion", "InjectionSweep", "injection_sweep",
            "misclassification_ratio", "channel_maps", "plot_ratios"]
@@ -205,31 +205,35 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
     _hook(hooked, layer, holder)
     ratio = np.full((C, len(gammas)), np.nan)
     confusion = np.zeros((C, len(gammas), C, C), dtype=np.int64)
-    est, n, fast_path, plain = _Decisions(rows, C), 0, None, None
-    t0 = time.perf_counter()
-    from tqdm import tqdm
-    with Probe(hooked, fast=fast, batch_size=batch_size, progress=False) as probe, \
-            tqdm(total=C * len(gammas), desc=f"injection {layer}", unit="cell",
-                 disable=not progress) as bar:
-        for c in range(C):
-            if not bool(torch.isfinite(activations[c]).all()):
-                bar.update(len(gammas))
-                continue
-            for j, g in enumerate(gammas):
-                if g == 1.0 and plain is not None:  # γ = 1 is the plain model whatever the class
-                    confusion[c, j] = plain
-                else:
-                    holder.set(activations[c], g)
-                    r = probe.run(est, len(rows.images))
-                    confusion[c, j] = r.confusion.numpy()
-                    n, fast_path = n + len(rows.images), r.meta["fast_path"]
-                    plain = confusion[c, j] if g == 1.0 else plain
-                ratio[c, j] = misclassification_ratio(confusion[c, j], c)
-                bar.update()
-    seconds = time.perf_counter() - t0
-    meta = {"seconds": seconds, "stimuli_per_second": n / max(seconds, 1e-9),
-            "n_images": len(rows.images),
-            "stimuli": n, "fast_path": fast_path, "data": repr(rows)}
+    est, n_images = _Decisions(rows, C), len(rows.images)
+    finite = [c for c in range(C) if bool(torch.isfinite(activations[c]).all())]
+    ones = np.flatnonzero(gammas == 1.0)
+    plain = (finite[0], int(ones[0])) if finite and ones.size else None  # γ = 1: the plain model, run once
+    cells = [(c, j) for c in finite for j, g in enumerate(gammas) if g != 1.0 or (c, j) == plain]
+
+    @contextlib.contextmanager
+    def edit(cell):  # the hook's holder, shared by the private copy and its fast copy
+        before = holder.activation, holder.gamma
+        holder.set(activations[cell[0]], gammas[cell[1]])
+        try:
+            yield
+        finally:
+            holder.activation, holder.gamma = before
+
+    with Probe(hooked, fast=fast, batch_size=batch_size, progress=False) as probe:
+        out = sweep(probe, cells, lambda p, cell: p.run(est, n_images), size=lambda cell: n_images, edit=edit,
+                    desc=f"injection {layer}", progress=progress)
+    for (c, j), r in zip(cells, out.results):
+        confusion[c, j] = r.confusion.numpy()
+    for c in finite:
+        for j, g in enumerate(gammas):
+            if g == 1.0 and (c, j) != plain:
+                confusion[c, j] = confusion[plain]
+            ratio[c, j] = misclassification_ratio(confusion[c, j], c)
+    timing = out.timing.meta()
+    meta = {"seconds": timing["seconds"], "stimuli_per_second": timing["stimuli_per_second"],
+            "n_images": n_images, "stimuli": out.timing.stimuli,
+            "fast_path": out.results[-1].meta["fast_path"] if out.results else None, "data": repr(rows)}
     return InjectionSweep(layer, gammas, ratio, confusion, meta)
 
 

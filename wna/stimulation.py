@@ -29,14 +29,12 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
 import numpy as np
 import torch
 from scipy import stats
-from tqdm import tqdm
 
 from ._backends import eval_mode
 from ._checks import check_seed
@@ -45,6 +43,7 @@ from .binary import CellsEstimator
 from .engine import Probe, Result, class_counts, probe_for
 from .models import decide, record
 from .stimuli import WhiteNoise
+from .sweep import sweep
 
 __all__ = ["LAMBDAS", "LEVELS", "stimulate", "mean_activation", "paper_delta", "Decisions",
            "DecisionEstimator", "PsychometricCurves", "psychometric_curves", "PsychometricFit",
@@ -303,25 +302,21 @@ def psychometric_curves(model, signals: torch.Tensor, target: int, *, layer: str
 
 def _curves(probe, signals, target, layer, deltas, levels, n_per_level, noise, seed, progress):
     ests = [DecisionEstimator(signals, noise, float(g), probe.device) for g in levels]
-    hits = np.zeros((len(deltas), len(levels)), dtype=np.int64)
-    trials = np.zeros_like(hits)
-    fast_path, t0 = None, time.perf_counter()
-    bar = tqdm(total=hits.size, desc=f"stimulation {layer or ''}".strip(), unit="cell", disable=not progress)
-    try:
-        for i, (k, delta) in enumerate(deltas.items()):
-            with contextlib.nullcontext() if delta is None else stimulate(probe, layer, delta):
-                for j, est in enumerate(ests):
-                    r = probe.run(est, n_per_level, seed=_level_seed(seed, j))
-                    if not 0 <= target < len(r.count):
-                        raise ValueError(f"target {target} is not a class of this {len(r.count)}-class model")
-                    hits[i, j], trials[i, j], fast_path = int(r.count[target]), r.n, r.meta["fast_path"]
-                    bar.update()
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    meta = {"seed": int(seed), "n_per_level": int(n_per_level), "noise": repr(noise), "seconds": seconds,
-            "stimuli_per_second": float(trials.sum()) / max(seconds, 1e-9), "fast_path": fast_path,
-            "device": str(probe.device)}
+    cells = [(delta, j) for delta in deltas.values() for j in range(len(ests))]
+
+    def run_cell(p, cell):
+        r = p.run(ests[cell[1]], n_per_level, seed=_level_seed(seed, cell[1]))
+        if not 0 <= target < len(r.count):
+            raise ValueError(f"target {target} is not a class of this {len(r.count)}-class model")
+        return r
+
+    out = sweep(probe, cells, run_cell, size=lambda cell: n_per_level, desc=f"stimulation {layer or ''}".strip(),
+                edit=lambda cell: None if cell[0] is None else stimulate(probe, layer, cell[0]), progress=progress)
+    shape = (len(deltas), len(levels))
+    hits = np.array([int(r.count[target]) for r in out.results], dtype=np.int64).reshape(shape)
+    trials = np.array([r.n for r in out.results], dtype=np.int64).reshape(shape)
+    meta = {"seed": int(seed), "n_per_level": int(n_per_level), "noise": repr(noise), **out.timing.meta(),
+            "fast_path": out.results[-1].meta["fast_path"], "device": str(probe.device)}
     return PsychometricCurves(levels, list(deltas), hits, trials, int(target), layer, meta)
 
 
