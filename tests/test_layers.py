@@ -124,7 +124,8 @@ def test_probe_for_closes_only_the_probe_it_opened():
 
 def test_activation_means_and_confusions_are_results_that_merge_and_save(tmp_path):
     from wna.attack import ActivationMeans, Confusion, data_activations, noise_activations
-    from wna._injection import _Decisions, _Rows  # the estimator behind injection_sweep
+    from wna._injection import _Decisions
+    from wna.stimuli import Rows  # the estimator behind injection_sweep
 
     net, noise = _net(3), stimuli.WhiteNoise(SHAPE)
     with Probe(net, batch_size=300, progress=False) as p:
@@ -132,7 +133,7 @@ def test_activation_means_and_confusions_are_results_that_merge_and_save(tmp_pat
         shards = [p.run(ActivationMeansEstimator(["input", "2"], noise, 5), 1200, seed=2, shard=(k, 2))
                   for k in range(2)]
         x, y = torch.rand(200, *SHAPE), torch.arange(200) % 5
-        conf = p.run(_Decisions(_Rows(x, y), 5), 200)
+        conf = p.run(_Decisions(Rows(x, y), 5), 200)
     merged = shards[0].merge(shards[1])
     assert isinstance(full, ActivationMeans) and torch.equal(merged.count, full.count)
     for k in ("input", "2"):

@@ -19,53 +19,14 @@ import numpy as np
 import torch
 
 from ._backends import FAST_CHUNK, eval_mode
-from ._stream import digest
 from .engine import Estimator, Result, class_counts, probe_for
 from .models import decide
+from .stimuli import Rows
 
 __all__ = ["INPUT", "ActivationMeans", "ActivationEstimator", "noise_activations",
            "data_activations", "class_distances", "mean_class_distance"]
 
 INPUT = "input"
-
-class _Rows:
-    """A finite data set as a stimulus: rows in order (``sample_at``), never drawn at random.
-
-    ``labels`` may be None (the test digits of a bias-map attack need none).
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
-        self.images = torch.as_tensor(images, dtype=torch.float32)
-        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
-        n = len(self.images)
-        if self.images.ndim < 2 or n == 0 or (self.labels is not None and self.labels.shape != (n,)):
-            raise ValueError(f"need images (N, ...) with N > 0 and labels (N,), got "
-                             f"{tuple(self.images.shape)} and "
-                             f"{None if self.labels is None else tuple(self.labels.shape)}")
-        self.shape = tuple(self.images.shape[1:])
-        named = [("images", self.images)] + ([] if self.labels is None else [("labels", self.labels)])
-        self.digest = digest("rows", named)[:12]
-
-    def sample(self, n, generator):
-        raise ValueError("a data set is streamed in order (sample_at), not drawn at random")
-
-    def rows(self, start: int, n: int):
-        """Images and labels (None without labels) of rows ``[start, start + n)``."""
-        if start + n > len(self.images):
-            raise ValueError(f"rows [{start}, {start + n}) of a data set of "
-                             f"{len(self.images)}: run "
-                             f"with n_samples <= {len(self.images)}")
-        end = start + n
-        return self.images[start:end], None if self.labels is None else self.labels[start:end]
-
-    def head(self, start: int, n: int):
-        """:meth:`rows` from ``start``, at most ``n`` of them (the probe's first test chunk may ask
-        for more rows than the data set has)."""
-        return self.rows(start, min(n, len(self.images) - start))
-
-    def __repr__(self) -> str:
-        return f"Rows(n={len(self.images)}, shape={self.shape}, #{self.digest})"
-
 
 @dataclass(repr=False)
 class ActivationMeans(Result):
@@ -109,7 +70,7 @@ class ActivationEstimator(Estimator):
     """Sums of layer activations per predicted class (noise) or per true class (a data set).
 
     ``source``: a stimulus (``.shape``, ``.sample``; grouped by the engine's
-    decisions) or a :class:`_Rows` data set (grouped by its labels). The
+    decisions) or a :class:`Rows` data set (grouped by its labels). The
     layers (``"input"`` or names from ``model.named_modules()``) are read by
     the probe; each part of :data:`~wna._backends.FAST_CHUNK` rows is summed
     in float32 per class, then added in float64.
@@ -132,7 +93,7 @@ class ActivationEstimator(Estimator):
         return {**super().key(), "layers": self.names}
 
     def sample_at(self, start, n, generator):
-        if isinstance(self.stimulus, _Rows):
+        if isinstance(self.stimulus, Rows):
             return self.stimulus.head(start, n)
         return self.sample(n, generator)
 
@@ -148,7 +109,7 @@ class ActivationEstimator(Estimator):
         return {**sums, "count": class_counts(group, C)}
 
     def finalize(self, sums, n, meta):
-        group = "label" if isinstance(self.stimulus, _Rows) else "predicted"
+        group = "label" if isinstance(self.stimulus, Rows) else "predicted"
         return ActivationMeans({k: sums[f"sum:{k}"] for k in self.names}, sums["count"], n, group, meta)
 
 
@@ -174,7 +135,7 @@ def data_activations(model, layers, images, labels, *, num_classes: int | None =
                      progress: bool | None = None) -> ActivationMeans:
     """Mean activation of each of ``layers`` per *true* class over a data set (every row once);
     ``model`` and the settings as :func:`noise_activations`."""
-    rows = _Rows(images, labels)
+    rows = Rows(images, labels)
     with probe_for(model, batch_size=batch_size, fast=fast, progress=progress) as probe:
         C = _num_classes(probe, rows.shape) if num_classes is None else int(num_classes)
         return probe.run(ActivationEstimator(layers, rows, C), len(rows.images), desc="data activations")

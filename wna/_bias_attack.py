@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._activations import _Rows
+from .stimuli import Rows
 from ._stream import digest
 from .engine import Estimator, class_counts, probe_for
 from .models import decide
@@ -96,9 +96,9 @@ class MixEstimator(Estimator):
         if isinstance(base, torch.Tensor):
             if base.ndim < 2 or len(base) == 0:
                 raise ValueError(f"base images must be (N, *shape), N > 0: {tuple(base.shape)}")
-            base = _Rows(base.to(device, torch.float32))
+            base = Rows(base.to(device, torch.float32))
         super().__init__(base)
-        self.finite = isinstance(base, _Rows)
+        self.finite = isinstance(base, Rows)
         if not 0.0 <= float(gamma) <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {gamma}")
         pattern = torch.as_tensor(pattern, dtype=torch.float32).to(device)
@@ -213,7 +213,7 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
         n_samples = n_max if n_samples is None else int(n_samples)
         if not 0 < n_samples <= n_max:
             raise ValueError(f"n_samples must lie in [1, {n_max}] (base images), got {n_samples}")
-        base = _Rows(base[:n_samples].to(torch.float32))
+        base = Rows(base[:n_samples].to(torch.float32))
     elif n_samples is None:
         raise ValueError("a noise base needs n_samples")
     shape = tuple(base.shape)
@@ -224,8 +224,8 @@ def bias_map_attack(model, base, patterns, gammas=TABLE2_GAMMAS, *, classes=None
 
 
 def _attack(probe, base, patterns, gammas, classes, n_samples, seed, scale, progress) -> AttackResult:
-    if isinstance(base, _Rows) and base.images.device != probe.device:
-        base = _Rows(base.images.to(probe.device))
+    if isinstance(base, Rows) and base.images.device != probe.device:
+        base = Rows(base.images.to(probe.device))
 
     def run_cell(p, g):
         r = p.run(MixEstimator(base, patterns, float(g), p.device), n_samples, seed=seed)

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from ._activations import *  # noqa: F401,F403
-from ._activations import INPUT, _Rows
+from ._activations import INPUT
+from .stimuli import Rows
 from ._activations import __all__ as _activations_all
 from .engine import Estimator, Probe, Result, class_counts
 from .models import decide
@@ -130,7 +131,7 @@ class _Decisions(Estimator):
 
     name = "injection_decisions"
 
-    def __init__(self, rows: _Rows, num_classes: int):
+    def __init__(self, rows: Rows, num_classes: int):
         super().__init__(rows)
         self.num_classes = num_classes
 
@@ -197,7 +198,7 @@ def injection_sweep(model, layer: str, activations, images, labels, gammas=GAMMA
     gammas = np.array([_gamma(g) for g in gammas], dtype=np.float64)
     if gammas.size == 0:
         raise ValueError("need at least one gamma")
-    rows = _Rows(images, labels)
+    rows = Rows(images, labels)
     activations = torch.as_tensor(activations, dtype=torch.float32)
     C = len(activations)
     hooked = copy.deepcopy(model).eval()

@@ -20,9 +20,9 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from ._gabor import GaborPCANoise
-from ._stream import fingerprint
+from ._stream import digest, fingerprint
 
-__all__ = ["Stimulus", "WhiteNoise", "GaborPCANoise", "DecoderNoise", "mix"]
+__all__ = ["Stimulus", "WhiteNoise", "GaborPCANoise", "DecoderNoise", "Rows", "mix"]
 
 
 @runtime_checkable
@@ -214,6 +214,45 @@ class DecoderNoise:
                     else f"<{self.latent_dim} values #{_digest(v)}>")
         return (f"DecoderNoise({self._name} #{self._hash}, latent_dim={self.latent_dim}, "
                 f"mean={code(self.mean)}, std={code(self.std)}, clamp={self.clamp}, shape={self.shape})")
+
+
+class Rows:
+    """A finite data set as a stimulus: rows in order (``sample_at``), never drawn at random.
+
+    ``labels`` may be None (the test digits of a bias-map attack need none).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None):
+        self.images = torch.as_tensor(images, dtype=torch.float32)
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
+        n = len(self.images)
+        if self.images.ndim < 2 or n == 0 or (self.labels is not None and self.labels.shape != (n,)):
+            raise ValueError(f"need images (N, ...) with N > 0 and labels (N,), got "
+                             f"{tuple(self.images.shape)} and "
+                             f"{None if self.labels is None else tuple(self.labels.shape)}")
+        self.shape = tuple(self.images.shape[1:])
+        named = [("images", self.images)] + ([] if self.labels is None else [("labels", self.labels)])
+        self.digest = digest("rows", named)[:12]
+
+    def sample(self, n, generator):
+        raise ValueError("a data set is streamed in order (sample_at), not drawn at random")
+
+    def rows(self, start: int, n: int):
+        """Images and labels (None without labels) of rows ``[start, start + n)``."""
+        if start + n > len(self.images):
+            raise ValueError(f"rows [{start}, {start + n}) of a data set of "
+                             f"{len(self.images)}: run "
+                             f"with n_samples <= {len(self.images)}")
+        end = start + n
+        return self.images[start:end], None if self.labels is None else self.labels[start:end]
+
+    def head(self, start: int, n: int):
+        """:meth:`rows` from ``start``, at most ``n`` of them (the probe's first test chunk may ask
+        for more rows than the data set has)."""
+        return self.rows(start, min(n, len(self.images) - start))
+
+    def __repr__(self) -> str:
+        return f"Rows(n={len(self.images)}, shape={self.shape}, #{self.digest})"
 
 
 def _digest(t: torch.Tensor) -> str:
