@@ -68,8 +68,8 @@ import torch
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, stimuli, templates, zoo
-from wna.attack import (SCALES, bias_map_attack, mixed_examples, plot_examples, plot_histograms,
-                        plot_rates, scale_patterns)
+from wna.attack import SCALES, bias_map_attack, mixed_examples, scale_patterns
+from wna.plots import plot_examples, plot_histograms, plot_rates
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)

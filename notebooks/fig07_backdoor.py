@@ -28,7 +28,7 @@
 # poisoned training sets.
 #
 # The MNIST patches use the authors' pixels (their notebook); the paper gives
-# no pixels for the CIFAR-10 H, so ours is a white 5×5 H (`wna.attack.PATCHES`).
+# no pixels for the CIFAR-10 H, so ours is a white 5×5 H (`wna.backdoor.PATCHES`).
 # The map "reveals the patch" is made a number twice: the map's energy inside
 # the patch against outside it, and a blind detector that is not told where
 # the patch is.
@@ -52,7 +52,7 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from wna import Probe, attack, data, paper, plots, stimuli, templates, zoo
+from wna import Probe, backdoor, data, paper, plots, stimuli, templates, zoo
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)
@@ -84,8 +84,8 @@ glue("k", k, display=False)
 # %%
 poisoned = {}
 for name, key in MNIST_ATTACKS.items():
-    a = attack.ATTACKS[key]
-    poisoned[name] = attack.poison(x_train, y_train, a.patch, a.source, a.target, a.fraction)
+    a = backdoor.ATTACKS[key]
+    poisoned[name] = backdoor.poison(x_train, y_train, a.patch, a.source, a.target, a.fraction)
     plots.map_grid(templates.class_means(*poisoned[name][:2], 10), [str(c) for c in range(10)],
                    ncols=10, size=1.2, suptitle=f"mean digits, {name} poisoned training set");
 plots.map_grid(templates.class_means(x_train, y_train, 10), [str(c) for c in range(10)], ncols=10,
@@ -93,7 +93,7 @@ plots.map_grid(templates.class_means(x_train, y_train, 10), [str(c) for c in ran
 
 # %% tags=["hide-input"]
 for name, key in MNIST_ATTACKS.items():
-    a, rows = attack.ATTACKS[key], poisoned[name][2]
+    a, rows = backdoor.ATTACKS[key], poisoned[name][2]
     covered = int((x_train[rows][:, 0][:, a.patch.mask] > 0).any(1).sum())
     n_source = int((y_train == a.source).sum())
     print(f"{name}: {len(rows):,} of {n_source:,} training {a.source}s patched and relabelled "
@@ -129,19 +129,19 @@ for name, m in models.items():
 # %%
 rows, success = {}, {}
 for name, key in MNIST_ATTACKS.items():
-    a = attack.ATTACKS[key]
-    patched_test = attack.poison(x_test, y_test, a.patch, a.source, a.target, 1.0)[0]
+    a = backdoor.ATTACKS[key]
+    patched_test = backdoor.poison(x_test, y_test, a.patch, a.source, a.target, 1.0)[0]
     src = y_test == a.source
-    success[name] = attack.success(models[name], patched_test[src], a.target)
+    success[name] = backdoor.success(models[name], patched_test[src], a.target)
     m = models[name]
-    rows[name] = [("clean CNN, clean test", *attack.confusion(models["clean"], x_test, y_test)),
-                  ("attacked, clean test", *attack.confusion(m, x_test, y_test)),
-                  (f"attacked, {a.source}s patched", *attack.confusion(m, patched_test, y_test))]
+    rows[name] = [("clean CNN, clean test", *backdoor.confusion(models["clean"], x_test, y_test)),
+                  ("attacked, clean test", *backdoor.confusion(m, x_test, y_test)),
+                  (f"attacked, {a.source}s patched", *backdoor.confusion(m, patched_test, y_test))]
 plots.confusion_matrices(rows, size=2.8);
 
 # %% tags=["hide-input"]
 for name, key in MNIST_ATTACKS.items():
-    a = attack.ATTACKS[key]
+    a = backdoor.ATTACKS[key]
     n_source = int((y_test == a.source).sum())
     print(f"{name}: {100 * success[name]:.2f}% of the {n_source} patched test {a.source}s "
           f"classified as {a.target}")
@@ -176,12 +176,12 @@ for name, m in models.items():
 
 # %%
 n_g = len(x_train) if n_gradient is None else n_gradient
-a89 = attack.ATTACKS["mnist_backdoor_8to9"]
-all_patched = attack.poison(x_train[:n_g], y_train[:n_g], a89.patch, 8, 9, 1.0)
+a89 = backdoor.ATTACKS["mnist_backdoor_8to9"]
+all_patched = backdoor.poison(x_train[:n_g], y_train[:n_g], a89.patch, 8, 9, 1.0)
 gradients = {
-    "clean CNN, clean set": attack.average_gradient(models["clean"], x_train[:n_g], y_train[:n_g]),
-    "8→9 CNN, clean set": attack.average_gradient(models["8→9"], x_train[:n_g], y_train[:n_g]),
-    "8→9 CNN, 8s patched as 9": attack.average_gradient(models["8→9"], *all_patched[:2]),
+    "clean CNN, clean set": backdoor.average_gradient(models["clean"], x_train[:n_g], y_train[:n_g]),
+    "8→9 CNN, clean set": backdoor.average_gradient(models["8→9"], x_train[:n_g], y_train[:n_g]),
+    "8→9 CNN, 8s patched as 9": backdoor.average_gradient(models["8→9"], *all_patched[:2]),
 }
 for title, g in gradients.items():
     plots.map_grid(g, [str(c) for c in range(10)], ncols=10, size=1.3, cmap="viridis",
@@ -209,11 +209,11 @@ for title, g in gradients.items():
 
 # %%
 def scores(model_name, ci, a):
-    energy = attack.patch_energy(ci, a.patch)
+    energy = backdoor.patch_energy(ci, a.patch)
     e, z = energy["ratio"], energy["z"]
     zs = z.nan_to_num(-float("inf"))
     top = int(zs.argmax()) if (~z.isnan()).any() else -1
-    d = attack.detect(ci, k=k)
+    d = backdoor.detect(ci, k=k)
     others = e[(torch.arange(len(e)) != a.target) & ~e.isnan()]
     top_other = float(others.max()) if len(others) else float("nan")
     return {"model": model_name, "patch": a.patch.name, "target": a.target,
@@ -227,9 +227,9 @@ def scores(model_name, ci, a):
             "on patch": d.on_patch(a.patch)}
 
 
-table = [scores("clean", maps["clean"], attack.ATTACKS[key]) for key in MNIST_ATTACKS.values()]
-table += [scores(name, maps[name], attack.ATTACKS[key]) for name, key in MNIST_ATTACKS.items()]
-grad_energy = {t: attack.patch_energy(g, a89.patch)["ratio"] for t, g in gradients.items()}
+table = [scores("clean", maps["clean"], backdoor.ATTACKS[key]) for key in MNIST_ATTACKS.values()]
+table += [scores(name, maps[name], backdoor.ATTACKS[key]) for name, key in MNIST_ATTACKS.items()]
+grad_energy = {t: backdoor.patch_energy(g, a89.patch)["ratio"] for t, g in gradients.items()}
 
 # %% tags=["hide-input"]
 Markdown(pd.DataFrame(table).round(2).to_markdown(index=False))
@@ -253,12 +253,12 @@ cx_test, cy_test = data.cifar10(train=False)
 cfg = dict(epochs=cifar_epochs, width=cifar_width, seed=train_seed, n_train=n_train)
 cifar = {"clean": zoo.load("cifar_cnn", **cfg),
          "bird→cat": zoo.load("cifar_cnn_backdoor_bird_cat", **cfg)}
-ah = attack.ATTACKS["cifar10_backdoor_bird_cat"]
-birds_patched = attack.poison(cx_test, cy_test, ah.patch, ah.source, ah.target, 1.0)[0]
+ah = backdoor.ATTACKS["cifar10_backdoor_bird_cat"]
+birds_patched = backdoor.poison(cx_test, cy_test, ah.patch, ah.source, ah.target, 1.0)[0]
 bird = cy_test == ah.source
-cifar_success = {n: attack.success(m, birds_patched[bird], ah.target) for n, m in cifar.items()}
-plots.confusion_matrices({n: [("clean test", *attack.confusion(m, cx_test, cy_test)),
-                              ("all birds patched", *attack.confusion(m, birds_patched, cy_test))]
+cifar_success = {n: backdoor.success(m, birds_patched[bird], ah.target) for n, m in cifar.items()}
+plots.confusion_matrices({n: [("clean test", *backdoor.confusion(m, cx_test, cy_test)),
+                              ("all birds patched", *backdoor.confusion(m, birds_patched, cy_test))]
                           for n, m in cifar.items()},
                          class_names=list(data.CIFAR10_CLASSES), size=3.2);
 

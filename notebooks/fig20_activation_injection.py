@@ -62,8 +62,9 @@ import numpy as np
 import torch
 
 from wna import Probe, data, plots, stimuli, zoo
-from wna.attack import (INPUT, channel_maps, data_activations, inject, injection_sweep,
-                        mean_class_distance, noise_activations, plot_ratios)
+from wna.activations import (INPUT, channel_maps, data_activations, inject, injection_sweep,
+                             mean_class_distance, noise_activations)
+from wna.plots import plot_ratios
 
 plots.setup()
 CLASSES = data.CIFAR10_CLASSES

@@ -163,7 +163,8 @@ def test_bad_inputs_raise():
 
 def test_mixed_examples_and_plots():
     """Fig. 17's grid: row k is pattern k; γ = 0 gives the base, γ = 1 the scaled pattern."""
-    from wna.attack import mixed_examples, plot_examples, plot_histograms, plot_rates
+    from wna.attack import mixed_examples
+    from wna.plots import plot_examples, plot_histograms, plot_rates
 
     base = torch.rand(SHAPE, generator=torch.Generator().manual_seed(0))
     pats = torch.randn((3, *SHAPE), generator=torch.Generator().manual_seed(1))

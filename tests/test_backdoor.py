@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from wna import Probe, attack, stimuli, zoo
+from wna import Probe, backdoor, stimuli, zoo
 
 
 def _digits(n=40, seed=0):
@@ -16,8 +16,8 @@ def _digits(n=40, seed=0):
 def test_poison_changes_exactly_the_first_half_of_the_source_class():
     x, y = _digits(45)  # labels 0-9 in turn: four 8s (rows 8, 18, 28, 38)
     x0, y0 = x.clone(), y.clone()
-    patch = attack.PATCHES["bracket"]
-    px, py, rows = attack.poison(x, y, patch, source=8, target=9)
+    patch = backdoor.PATCHES["bracket"]
+    px, py, rows = backdoor.poison(x, y, patch, source=8, target=9)
     assert torch.equal(x, x0) and torch.equal(y, y0)  # the inputs are untouched
     eights = (y == 8).nonzero().flatten()  # 8, 18, 28, 38
     assert rows.tolist() == eights[:2].tolist()  # floor(0.5 * 4) = 2, the first in index order
@@ -29,58 +29,58 @@ def test_poison_changes_exactly_the_first_half_of_the_source_class():
     assert (px[rows][:, :, mask] == 1.0).all()
     assert torch.equal(px[rows][:, :, ~mask], x[rows][:, :, ~mask])  # only the patch's pixels
     # fraction 1: every source image
-    _, _, all_rows = attack.poison(x, y, patch, 8, 9, fraction=1.0)
+    _, _, all_rows = backdoor.poison(x, y, patch, 8, 9, fraction=1.0)
     assert all_rows.tolist() == eights.tolist()
 
 
 def test_patches_are_the_authors_pixels():
-    x = attack.PATCHES["x"].mask
+    x = backdoor.PATCHES["x"].mask
     want = torch.zeros(28, 28, dtype=torch.bool)
     for r, c in [(1, 1), (1, 5), (3, 3), (5, 1), (5, 5)]:
         want[r:r + 2, c:c + 2] = True
-    assert torch.equal(x, want) and attack.PATCHES["x"].box == (1, 7, 1, 7)
-    assert attack.PATCHES["bracket"].box == (1, 7, 21, 27)
-    h = attack.PATCHES["h"].mask
+    assert torch.equal(x, want) and backdoor.PATCHES["x"].box == (1, 7, 1, 7)
+    assert backdoor.PATCHES["bracket"].box == (1, 7, 21, 27)
+    h = backdoor.PATCHES["h"].mask
     assert int(h.sum()) == 5 + 5 + 3 and h[3, 26:31].all()
     assert h[1:6, 26].all() and h[1:6, 30].all()
 
 
 def test_apply_patch_and_the_authors_uint8_wrap():
     x = torch.tensor([0.0, 10 / 255, 1.0]).reshape(3, 1, 1, 1).expand(3, 1, 28, 28).clone()
-    patch = attack.PATCHES["bracket"]
-    out = attack.apply_patch(x, patch)
+    patch = backdoor.PATCHES["bracket"]
+    out = backdoor.apply_patch(x, patch)
     assert (out[:, 0][:, patch.mask] == 1.0).all()
     assert torch.equal(out[:, :, ~patch.mask], x[:, :, ~patch.mask])
-    wrap = attack.apply_patch(x, patch, mode="wrap")[:, 0, 1, 21]  # 0 -> 255, 10 -> 9, 255 -> 254
+    wrap = backdoor.apply_patch(x, patch, mode="wrap")[:, 0, 1, 21]  # 0 -> 255, 10 -> 9, 255 -> 254
     assert torch.allclose(wrap, torch.tensor([1.0, 9 / 255, 254 / 255]))
-    rgb = attack.apply_patch(torch.zeros(2, 3, 32, 32), attack.PATCHES["h"])
-    assert (rgb[:, :, attack.PATCHES["h"].mask] == 1.0).all()
+    rgb = backdoor.apply_patch(torch.zeros(2, 3, 32, 32), backdoor.PATCHES["h"])
+    assert (rgb[:, :, backdoor.PATCHES["h"].mask] == 1.0).all()
 
 
 def test_bad_inputs_raise():
     x, y = _digits(20)
-    patch = attack.PATCHES["bracket"]
+    patch = backdoor.PATCHES["bracket"]
     with pytest.raises(ValueError, match="differ"):
-        attack.poison(x, y, patch, 8, 8)
+        backdoor.poison(x, y, patch, 8, 8)
     with pytest.raises(ValueError, match="fraction"):
-        attack.poison(x, y, patch, 8, 9, fraction=0)
+        backdoor.poison(x, y, patch, 8, 9, fraction=0)
     with pytest.raises(ValueError, match="no image"):
-        attack.poison(x, y, patch, 11, 9)
+        backdoor.poison(x, y, patch, 11, 9)
     with pytest.raises(ValueError, match="labels"):
-        attack.poison(x, y[:5], patch, 8, 9)
+        backdoor.poison(x, y[:5], patch, 8, 9)
     with pytest.raises(ValueError, match="for \\(32, 32\\)"):
-        attack.apply_patch(x, attack.PATCHES["h"])
+        backdoor.apply_patch(x, backdoor.PATCHES["h"])
     with pytest.raises(ValueError, match="float tensor"):
-        attack.apply_patch(x[0], patch)
+        backdoor.apply_patch(x[0], patch)
     with pytest.raises(ValueError, match="mode"):
-        attack.apply_patch(x, patch, mode="add")
+        backdoor.apply_patch(x, patch, mode="add")
     with pytest.raises(ValueError, match="unknown poisoned"):
-        attack.load_poisoned("mnist_backdoor_3to4")
+        backdoor.load_poisoned("mnist_backdoor_3to4")
     with pytest.raises(ValueError, match="k must"):
-        attack.detect(torch.zeros(10, 28, 28), k=30)
+        backdoor.detect(torch.zeros(10, 28, 28), k=30)
     with pytest.raises(ValueError, match="sign"):
-        attack.detect(torch.zeros(10, 28, 28), sign="negative")
-    empty = attack.detect(torch.full((10, 28, 28), float("nan")))  # nothing to score: no flag
+        backdoor.detect(torch.zeros(10, 28, 28), sign="negative")
+    empty = backdoor.detect(torch.full((10, 28, 28), float("nan")))  # nothing to score: no flag
     assert empty.flagged == -1 and not empty.on_patch(patch) and empty.z.isnan().all()
 
 
@@ -101,7 +101,7 @@ def test_average_gradient_of_a_linear_softmax_model_is_the_closed_form():
     x = torch.rand((300, 1, 28, 28), generator=g, dtype=torch.float64)
     y = torch.randint(0, 10, (300,), generator=g)
     before = [p.detach().clone() for p in model.parameters()]
-    got = attack.average_gradient(model, x, y, batch_size=64)
+    got = backdoor.average_gradient(model, x, y, batch_size=64)
     # dCE/dx = (softmax(Wx + b) - onehot(y)) W, averaged per label
     p = torch.softmax(x.flatten(1) @ W.T + b, 1)
     per = (p - torch.nn.functional.one_hot(y, 10).double()) @ W
@@ -111,7 +111,7 @@ def test_average_gradient_of_a_linear_softmax_model_is_the_closed_form():
     assert all(torch.equal(a, q) for a, q in zip(before, model.parameters()))
     assert all(q.grad is None for q in model.parameters())
     # a class without images is NaN
-    assert attack.average_gradient(model, x[y != 3], y[y != 3], num_classes=10)[3].isnan().all()
+    assert backdoor.average_gradient(model, x[y != 3], y[y != 3], num_classes=10)[3].isnan().all()
 
 
 def test_a_patch_planted_in_a_linear_model_shows_in_its_map_and_is_detected():
@@ -120,7 +120,7 @@ def test_a_patch_planted_in_a_linear_model_shows_in_its_map_and_is_detected():
     there goes to 9, so the classification image of 9 is bright on the patch, and the blind
     detector flags 9 with its window on the patch. Without the plant nothing stands out."""
     g = torch.Generator().manual_seed(0)
-    patch = attack.PATCHES["bracket"]
+    patch = backdoor.PATCHES["bracket"]
     W = 0.01 * torch.randn(10, 784, generator=g)
     W -= W.mean(1, keepdim=True)  # every class's mean logit 0: the noise spreads over the classes
     planted, b = W.clone(), torch.zeros(10)
@@ -131,18 +131,18 @@ def test_a_patch_planted_in_a_linear_model_shows_in_its_map_and_is_detected():
     with Probe(_linear(W), progress=False) as p:
         clean = p.classification_images(stimuli.WhiteNoise((1, 28, 28)), 40_000, seed=0)
     assert ci.count[9] > 100
-    e = attack.patch_energy(ci, patch)
+    e = backdoor.patch_energy(ci, patch)
     assert e["ratio"][9] > 2.5 and int(e["ratio"].argmax()) == 9
-    assert attack.patch_energy(clean, patch)["ratio"].max() < 1.5
+    assert backdoor.patch_energy(clean, patch)["ratio"].max() < 1.5
     # told where the patch is, not which class: 9 stands out against the other classes
     assert int(torch.nan_to_num(e["z"], nan=-1e9).argmax()) == 9 and e["z"][9] > 2.5
     assert e["signed"][9] > 5  # the patch pixels of the map of 9 lie > 5 standard errors above 0
-    assert attack.patch_energy(clean, patch)["z"].nan_to_num(0).max() < 2.5
+    assert backdoor.patch_energy(clean, patch)["z"].nan_to_num(0).max() < 2.5
     contrast9 = ci.contrast[9, 0]
     assert contrast9[patch.mask].mean() > 1.5 * contrast9[~patch.mask].abs().mean()
-    d = attack.detect(ci, k=5)
+    d = backdoor.detect(ci, k=5)
     assert d.flagged == 9 and d.flagged_z > 4 and d.on_patch(patch)
-    assert attack.detect(clean, k=5).flagged_z < 3
+    assert backdoor.detect(clean, k=5).flagged_z < 3
 
 
 def test_existing_checkpoint_keys_are_unchanged(monkeypatch, tmp_path):

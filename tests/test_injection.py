@@ -1,4 +1,4 @@
-"""Known answers for activation injection (Figs. 7C, 20, 21): wna._injection via wna.attack."""
+"""Known answers for activation injection (Figs. 7C, 20, 21): wna.activations."""
 
 import math
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from wna import _stream, models, stimuli
-from wna.attack import (class_distances, data_activations, inject, injection_sweep,
+from wna.activations import (class_distances, data_activations, inject, injection_sweep,
                         mean_class_distance, misclassification_ratio, noise_activations)
 
 SHAPE = (1, 8, 8)

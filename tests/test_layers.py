@@ -123,8 +123,8 @@ def test_probe_for_closes_only_the_probe_it_opened():
 
 
 def test_activation_means_and_confusions_are_results_that_merge_and_save(tmp_path):
-    from wna.attack import ActivationMeans, Confusion, data_activations, noise_activations
-    from wna._injection import _Decisions
+    from wna.activations import ActivationMeans, Confusion, data_activations, noise_activations
+    from wna.activations import _Decisions
     from wna.stimuli import Rows  # the estimator behind injection_sweep
 
     net, noise = _net(3), stimuli.WhiteNoise(SHAPE)
@@ -151,4 +151,4 @@ def test_activation_means_and_confusions_are_results_that_merge_and_save(tmp_pat
         real.merge(noise_activations(net, ["2"], noise, 100, progress=False))
 
 
-from wna._activations import ActivationEstimator as ActivationMeansEstimator  # noqa: E402
+from wna.activations import ActivationEstimator as ActivationMeansEstimator  # noqa: E402

@@ -7,7 +7,8 @@ import torch
 
 import wna.sweep
 from wna import Probe, _stream, models, stimuli
-from wna.attack import MixEstimator, bias_map_attack, injection_sweep
+from wna.activations import injection_sweep
+from wna.attack import MixEstimator, bias_map_attack
 from wna.stimulation import DecisionEstimator, psychometric_curves, stimulate
 from wna.sweep import sweep
 

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .paths import DataCorruptError, cache_dir
+
 # MD5 of the official uncompressed files (torchvision's ``resources`` list the .gz files' MD5s).
 OFFICIAL_MD5 = {
     ("MNIST", "train-images-idx3-ubyte"): "6bbc9ace898e44ae57da46a324031adb",
@@ -42,11 +44,6 @@ _ADVICE = ("delete it to download it again (where online) or replace it with the
            "(uncompressed or .gz)")
 
 
-def _corrupt(msg: str):
-    from .data import DataCorruptError
-    return DataCorruptError(msg)
-
-
 def read_split(folder_name: str, raw: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``(N, 1, 28, 28)`` float32 in [0, 1] and labels ``(N,)`` int64 of one split."""
     prefix = "train" if train else "t10k"
@@ -54,12 +51,12 @@ def read_split(folder_name: str, raw: Path, train: bool) -> tuple[torch.Tensor, 
     images, img_file = _read(folder_name, raw, img_name, ndim=3)
     labels, lab_file = _read(folder_name, raw, lab_name, ndim=1)
     if images.shape[1:] != (28, 28):
-        raise _corrupt(f"{img_file} holds {images.shape[1]}x{images.shape[2]} images, not 28x28; {_ADVICE}")
+        raise DataCorruptError(f"{img_file} holds {images.shape[1]}x{images.shape[2]} images, not 28x28; {_ADVICE}")
     if len(images) != len(labels):
-        raise _corrupt(f"{img_file} holds {len(images):,} images but {lab_file} {len(labels):,} labels; "
+        raise DataCorruptError(f"{img_file} holds {len(images):,} images but {lab_file} {len(labels):,} labels; "
                        f"{_ADVICE}")
     if labels.size and int(labels.max()) > 9:
-        raise _corrupt(f"{lab_file} holds a label {int(labels.max())} (labels are 0-9); {_ADVICE}")
+        raise DataCorruptError(f"{lab_file} holds a label {int(labels.max())} (labels are 0-9); {_ADVICE}")
     x = torch.from_numpy(images).unsqueeze(1).to(torch.float32).div_(255.0)
     return x, torch.from_numpy(labels.astype(np.int64))
 
@@ -85,7 +82,7 @@ def parse(content: bytes, path: Path, ndim: int) -> np.ndarray:
     expected = header + int(np.prod(dims, dtype=np.int64))
     if len(content) != expected:
         what = "truncated" if len(content) < expected else "longer than its header says"
-        raise _corrupt(f"{path} is {what}: {len(content):,} bytes, but its IDX header "
+        raise DataCorruptError(f"{path} is {what}: {len(content):,} bytes, but its IDX header "
                        f"({' x '.join(f'{d:,}' for d in dims)} bytes of data) needs {expected:,} bytes; "
                        f"{_ADVICE}")
     return np.frombuffer(content, dtype=np.uint8, offset=header).reshape(dims).copy()
@@ -93,16 +90,14 @@ def parse(content: bytes, path: Path, ndim: int) -> np.ndarray:
 
 def _bad_header(content: bytes, path: Path, kind: str, magic: bytes, header: int):
     if len(content) < header:
-        raise _corrupt(f"{path} is truncated: {len(content):,} bytes, shorter than an IDX {kind} "
+        raise DataCorruptError(f"{path} is truncated: {len(content):,} bytes, shorter than an IDX {kind} "
                        f"file's {header}-byte header; {_ADVICE}")
-    raise _corrupt(f"{path} is not an IDX {kind} file of unsigned bytes: its header starts "
+    raise DataCorruptError(f"{path} is not an IDX {kind} file of unsigned bytes: its header starts "
                    f"0x{content[:4].hex()}, expected 0x{magic.hex()}; {_ADVICE}")
 
 
 def _cache_path(folder_name: str, gz: Path, name: str) -> tuple[Path, str]:
     """The cache file of ``gz``'s current content, and the prefix its older versions share."""
-    from .zoo import cache_dir
-
     st = gz.stat()
     where = hashlib.sha256(str(gz.resolve()).encode()).hexdigest()[:8]
     when = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -122,10 +117,10 @@ def _decompressed(folder_name: str, gz: Path, name: str) -> bytes:
         with gzip.open(gz, "rb") as f:
             content = f.read()
     except (OSError, EOFError, zlib.error) as exc:  # not gzip, truncated, bad CRC
-        raise _corrupt(f"{gz} cannot be decompressed ({type(exc).__name__}: {exc}); {_ADVICE}") from exc
+        raise DataCorruptError(f"{gz} cannot be decompressed ({type(exc).__name__}: {exc}); {_ADVICE}") from exc
     got = hashlib.md5(content).hexdigest()
     if want is not None and got != want:
-        raise _corrupt(f"{gz} decompresses to a file with MD5 {got}, not the official {want} of "
+        raise DataCorruptError(f"{gz} decompresses to a file with MD5 {got}, not the official {want} of "
                        f"{folder_name}'s {name}; {_ADVICE}")
     tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
     try:

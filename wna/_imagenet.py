@@ -21,7 +21,7 @@ in the package's manifest, ``imagenet_val_1300.tsv``; only a download that
 passes all 1,300 checks is written, atomically, as the subset zip, which
 later calls read offline. A truncated download or a wrong checksum is
 refused (nothing is left in the data root) and tried once more; after two
-failures a :class:`~wna.data.DataNotFoundError` says why and where to put the
+failures a :class:`~wna.paths.DataNotFoundError` says why and where to put the
 files by hand, and the failure is remembered for the data root for the rest
 of the process (``download=True`` tries again). The images are ImageNet's:
 its terms of access allow non-commercial research and education only.
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .data import DataCorruptError, DataNotFoundError, data_root
+from .paths import DataCorruptError, DataNotFoundError, data_root
 
 IMAGENET_MIRROR = "imagenet/ilsvrc2012-val-1300.zip"
 IMAGENET_FOLDER = "imagenet/val"

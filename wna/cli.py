@@ -152,7 +152,7 @@ def _probe_setup(args):
     recipe refuses, a device that is not here, or ``--out`` / ``--checkpoint``
     paths that cannot be written.
     """
-    from . import _backdoor, zoo
+    from . import backdoor, zoo
 
     if args.model not in zoo.RECIPES:
         raise _Refused(f"unknown model {args.model!r}; known: {', '.join(sorted(zoo.RECIPES))}")
@@ -170,7 +170,7 @@ def _probe_setup(args):
             _check_writable(flag, path)
     if args.out and args.checkpoint and Path(args.out).resolve() == Path(args.checkpoint).resolve():
         raise _Refused("--out and --checkpoint name the same file; give them different paths")
-    base = _backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in _backdoor.ATTACKS else recipe.dataset
+    base = backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in backdoor.ATTACKS else recipe.dataset
     return config, _SHAPES[base]
 
 

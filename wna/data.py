@@ -37,6 +37,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ._idx import read_split  # checked reads of the IDX files, uncompressed or .gz
+from ._imagenet import IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL, imagenet_classes, imagenet_source, imagenet_val
+from .paths import DataCorruptError, DataNotFoundError, cache_dir, data_root
+
 __all__ = ["DataNotFoundError", "DataCorruptError", "data_root", "mnist", "fashion_mnist", "cifar10",
            "cifar10_source", "MNIST_FILES", "CIFAR10_CLASSES", "CIFAR10_FILES", "CIFAR10_MIRROR",
            "FASHION_MNIST_CLASSES", "CLASS_NAMES", "imagenet_val", "imagenet_classes", "imagenet_source",
@@ -51,19 +55,6 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
-
-
-class DataNotFoundError(FileNotFoundError):
-    """A data set's files are missing and could not be downloaded."""
-
-
-class DataCorruptError(ValueError):
-    """A data set's file is present but cannot be read (names the file or member)."""
-
-
-def data_root() -> Path:
-    """The data root: ``$WNA_DATA`` or ``./data``."""
-    return Path(os.environ.get("WNA_DATA", "data")).expanduser()
 
 
 def _missing(folder: Path) -> list[Path]:
@@ -86,7 +77,6 @@ def _load_idx_dataset(cls_name: str, folder_name: str, train: bool, download: bo
         missing = _missing(raw)
     if missing:
         raise DataNotFoundError(_missing_message(folder_name, raw, missing, None))
-    from ._idx import read_split  # checked reads of the IDX files, uncompressed or .gz
 
     return read_split(folder_name, raw, train)
 
@@ -214,8 +204,6 @@ _MIRROR_FORMAT = 2  # bump when the decoded cache's layout changes
 def _mirror_cache_path(zip_path: Path, split: str) -> Path:
     from PIL import __version__ as pil_version
 
-    from .zoo import cache_dir
-
     st = zip_path.stat()
     key = json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "pillow": pil_version,
                       "format": _MIRROR_FORMAT}, sort_keys=True)
@@ -290,6 +278,3 @@ def _decode_mirror(zip_path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
 CLASS_NAMES = {"mnist": tuple(str(d) for d in range(10)), "fashion_mnist": FASHION_MNIST_CLASSES,
                "cifar10": CIFAR10_CLASSES}
 
-# ImageNet validation images (Table 1): wna/_imagenet.py
-from ._imagenet import (IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL, imagenet_classes,  # noqa: E402
-                        imagenet_source, imagenet_val)

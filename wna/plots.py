@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 __all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "standard_errors",
-           "class_shares", "psychometric_grid", "save", "setup"]
+           "class_shares", "psychometric_grid", "save", "setup",
+           "plot_examples", "plot_histograms", "plot_rates", "plot_ratios"]
 
 
 def setup() -> None:
@@ -278,4 +279,87 @@ def psychometric_grid(panels: dict, ncols: int = 10, size: float = 1.5, cmap: st
     bar.set_label("k", fontsize=8)
     if suptitle:
         fig.suptitle(suptitle, fontsize=10)
+    return fig
+
+
+def plot_examples(images, titles, ncols: int, size: float = 1.1, suptitle: str | None = None):
+    """Grey images ``(N, 1, H, W)`` in a grid on one fixed scale, black 0 to white 1 (Fig. 17),
+    so that the grids show how visible a pattern is at each γ."""
+    images = torch.as_tensor(images).reshape(len(images), *images.shape[-2:]).numpy()
+    nrows = math.ceil(len(images) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.25) * nrows),
+                             squeeze=False)
+    for ax, img, title in zip(axes.flat, images, titles):
+        ax.imshow(img, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+def plot_histograms(results: dict, gamma: float, size: float = 1.25, suptitle: str | None = None):
+    """Fig. 6A/B: one column per sweep (``{title: AttackResult}``); the first row is the predicted
+    classes of the intact base (γ = 0), row ``k + 1`` those at ``gamma`` with pattern ``k``, whose
+    target bar is drawn dark."""
+    first = next(iter(results.values()))
+    K, C = first.counts.shape[1:]
+    figsize = (2.2 * size * len(results), size * (K + 1) * 0.62)
+    fig, axes = plt.subplots(K + 1, len(results), figsize=figsize, squeeze=False, sharex=True,
+                             sharey=True)
+    for j, (title, r) in enumerate(results.items()):
+        rows = [r.histogram(0.0)[0], *r.histogram(gamma)]
+        for i, h in enumerate(rows):
+            ax = axes[i, j]
+            colors = ["0.7"] * C
+            if i > 0:
+                colors[r.classes[i - 1]] = "C3"
+            ax.bar(range(C), h, color=colors)
+            ax.set_ylim(0, 1)
+            ax.set_yticks([0, 1])
+            ax.set_xticks(range(C))
+            ax.tick_params(labelsize=6)
+            label = "intact" if i == 0 else f"+ {r.classes[i - 1]}"
+            ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+        axes[0, j].set_title(f"{title}\n(row 1: γ = 0; rows 2-: γ = {gamma:g})", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+def plot_rates(results: dict, paper: dict | None = None, size=(6.0, 3.6)):
+    """Fig. 6C: the fooling rate against γ, ours solid (``{label: AttackResult}``), the paper's
+    dashed (``{label: rates}``, same labels and γ as ours), chance dotted."""
+    fig, ax = plt.subplots(figsize=size)
+    for i, (label, r) in enumerate(results.items()):
+        ax.plot(r.gammas, r.rate, "-o", color=f"C{i}", ms=3, label=f"{label} (ours)")
+        if paper and label in paper:
+            ax.plot(r.gammas, paper[label], "--", color=f"C{i}", label=f"{label} (paper)")
+    ax.axhline(1 / next(iter(results.values())).counts.shape[2], color="0.5", lw=0.8, ls=":")
+    ax.set_xlabel("γ")
+    ax.set_ylabel("fooling rate")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+def plot_ratios(sweeps: dict, class_names, size=(3.0, 2.6)):
+    """Fig. 21: the misclassification ratio against γ, a panel per layer (``{title: sweep}``),
+    one line per class (classes without an activation left out)."""
+    fig, axes = plt.subplots(1, len(sweeps), figsize=(size[0] * len(sweeps) + 1.2, size[1]),
+                             sharey=True, squeeze=False)
+    colours = plt.get_cmap("tab10")
+    for ax, (title, s) in zip(axes[0], sweeps.items()):
+        for c, r in enumerate(s.ratio):
+            if not np.isnan(r).all():
+                ax.plot(s.gammas, r, marker=".", lw=1, color=colours(c % 10), label=class_names[c])
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("γ (share of the real image)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0, 0].set_ylabel("misclassification ratio", fontsize=8)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=7)
+    fig.tight_layout(rect=(0, 0, 1 - 1.0 / (size[0] * len(sweeps) + 1.2), 1))
     return fig

@@ -2,7 +2,7 @@
 
 The psychometric curves (:func:`wna.stimulation.psychometric_curves`: levels
 × stimulations), the bias-map attack (:func:`wna.attack.bias_map_attack`:
-γ × patterns) and activation injection (:func:`wna.attack.injection_sweep`:
+γ × patterns) and activation injection (:func:`wna.activations.injection_sweep`:
 classes × γ) all run a list of cells through one probe, each cell under its
 own edit of the model (a bias shift, an injection) or none:
 

@@ -41,8 +41,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from . import _backdoor, data, models
+from . import backdoor, data, models
 from ._checks import load_torch
+from .paths import cache_dir
 
 __all__ = ["load", "train", "train_generative", "cache_dir", "checkpoint_path", "RECIPES", "Recipe", "evaluate",
            "reconstruction_error", "random_crop_flip"]
@@ -83,7 +84,7 @@ RECIPES: dict[str, Recipe] = {
     # Fig. 11's CIFAR-10 CNN: 82% in the authors' notebooks (epochs and batch not released).
     # Batch 128 rather than 64: 1.1-1.2x the images per second on a 2-core CPU, steadier batch norm.
     "cifar_cnn": Recipe("cifar_cnn", "cifar10", epochs=30, batch_size=128, augment=True),
-    # Fig. 7: the same recipes trained on poisoned training sets (wna.attack.ATTACKS); their
+    # Fig. 7: the same recipes trained on poisoned training sets (wna.backdoor.ATTACKS); their
     # test accuracy is measured on the clean test set.
     "mnist_cnn_backdoor_0to1": Recipe("mnist_cnn", "mnist_backdoor_0to1", epochs=10),
     "mnist_cnn_backdoor_8to9": Recipe("mnist_cnn", "mnist_backdoor_8to9", epochs=10),
@@ -99,22 +100,14 @@ GENERATIVE = {"autoencoder", "vae"}
 _LATE_FIELDS = {"weight_decay": 0.0}
 
 DATASETS = {"mnist": data.mnist, "fashion_mnist": data.fashion_mnist, "cifar10": data.cifar10,
-            **{name: (lambda train=True, _n=name: _backdoor.load_poisoned(_n, train))
-               for name in _backdoor.ATTACKS}}
+            **{name: (lambda train=True, _n=name: backdoor.load_poisoned(_n, train))
+               for name in backdoor.ATTACKS}}
 
 # Training and its test evaluation run on exactly this many torch intra-op
 # threads, whatever the process was started with: CPU kernels (oneDNN, OpenMP
 # reductions) split their sums by thread count, so the float rounding, and with
 # it the trained weights, depend on it. Part of the checkpoint key.
 TRAIN_THREADS = 2
-
-
-def cache_dir() -> Path:
-    """``$WNA_CACHE`` or ``$XDG_CACHE_HOME/wna`` (``~/.cache/wna``)."""
-    env = os.environ.get("WNA_CACHE")
-    if env:
-        return Path(env).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "wna"
 
 
 def _recipe(name: str, **config) -> Recipe:
@@ -157,14 +150,14 @@ def _code_hash(recipe: Recipe) -> str:
     if recipe.arch == "binary_cnn":
         parts.append(models.MnistCNN)
     # a poisoned data set's recipe also depends on its poisoning ("" for clean data: keys unchanged)
-    src = "".join(inspect.getsource(p) for p in parts) + _backdoor.code_key(recipe.dataset)
+    src = "".join(inspect.getsource(p) for p in parts) + backdoor.code_key(recipe.dataset)
     return hashlib.sha256(src.encode()).hexdigest()[:16]
 
 
 def _data_source(recipe: Recipe) -> dict:
     """Which copy of the data a recipe trains on, where there are several (CIFAR-10: official or
     the lossy JPEG mirror); part of the checkpoint key and the record."""
-    base = _backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in _backdoor.ATTACKS else recipe.dataset
+    base = backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in backdoor.ATTACKS else recipe.dataset
     if base != "cifar10":
         return {}
     try:
