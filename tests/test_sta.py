@@ -246,7 +246,7 @@ def test_shards_merge_seeds_repeat_and_results_round_trip(tmp_path):
     full = sta.spike_triggered_average(net, "2", noise, 3500, **kw)
     again = sta.spike_triggered_average(net, "2", noise, 3500, **kw)
     with Probe(net, batch_size=1000, progress=False) as p:
-        probed = p.spike_triggered_average("2", noise, 3500, seed=3, stc=True, shuffles=2)
+        probed = sta.spike_triggered_average(p, "2", noise, 3500, seed=3, stc=True, shuffles=2)
     parts = [sta.spike_triggered_average(net, "2", noise, 3500, shard=(k, 3), **kw) for k in range(3)]
     merged = parts[0].merge(parts[1]).merge(parts[2])
     assert merged.n == full.n == 3500

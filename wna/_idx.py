@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
-import json
 import os
 import zlib
 from pathlib import Path

@@ -38,7 +38,8 @@ import torch
 from tqdm import tqdm
 
 from ._idx import read_split  # checked reads of the IDX files, uncompressed or .gz
-from ._imagenet import IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL, imagenet_classes, imagenet_source, imagenet_val
+from ._imagenet import (IMAGENET_FOLDER, IMAGENET_MIRROR, IMAGENET_URL,  # noqa: F401 (IMAGENET_URL re-exported)
+                        imagenet_classes, imagenet_source, imagenet_val)
 from .paths import DataCorruptError, DataNotFoundError, cache_dir, data_root
 
 __all__ = ["DataNotFoundError", "DataCorruptError", "data_root", "mnist", "fashion_mnist", "cifar10",

@@ -29,20 +29,21 @@ import hashlib
 import itertools
 import math
 import time
-from typing import Callable, ClassVar
+from typing import Callable
 
 import torch
 
 from . import _stream
 from ._backends import FAST_CHUNK, Engine, eval_mode, fast_kind, predict
-from ._layers import LayerReader
+from ._cells import CellsEstimator
 from ._checks import (ProbabilitiesAsLogits, check_device, check_logits, check_outputs_option, check_seed,
                       check_writable)
+from ._classimages import ClassImageEstimator
+from ._estimator import Estimator
+from ._layers import LayerReader
+from ._result import RESULT_FORMAT, SUM_ROWS, Result, class_counts, class_sums
 
 __all__ = ["Probe", "probe_for", "Estimator", "Result", "class_sums", "class_counts", "SUM_ROWS", "RESULT_FORMAT"]
-
-from ._estimator import Estimator  # noqa: E402
-from ._result import RESULT_FORMAT, SUM_ROWS, Result, class_counts, class_sums  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------
@@ -307,7 +308,6 @@ class Probe:
         first N stimuli of the one stream (see :meth:`run`). ``desc`` labels
         the progress bar.
         """
-        from .probe import ClassImageEstimator
         return self.run(ClassImageEstimator(stimulus, weighting, num_classes), n_samples, seed=seed,
                         shard=shard, checkpoint=checkpoint, checkpoint_every=checkpoint_every, desc=desc,
                         snapshots=snapshots)
@@ -315,16 +315,9 @@ class Probe:
     def stimulus_response_cells(self, signals, signal_classes, noise, gamma: float, n_samples: int, *,
                                 seed: int = 0, shard=None, checkpoint=None, checkpoint_every: float = 60.0):
         """A binary experiment's four cells (Eqs. 1-3, Fig. 1); see :func:`wna.binary.stimulus_response_cells`."""
-        from .binary import CellsEstimator
         est = CellsEstimator(signals, signal_classes, noise, gamma, self.device)
         return self.run(est, n_samples, seed=seed, shard=shard, checkpoint=checkpoint,
                         checkpoint_every=checkpoint_every, desc=f"trials γ={est.gamma:g}")
-
-    def spike_triggered_average(self, layer: str, stimulus, n_samples: int, **kwargs):
-        """Spike-triggered average of every channel of ``layer`` at one position (Fig. 8); the keywords
-        (position, normalize, whiten, stc, seed, shard, ...) are :func:`wna.sta.spike_triggered_average`'s."""
-        from .sta import spike_triggered_average
-        return spike_triggered_average(self, layer, stimulus, n_samples, **kwargs)
 
     def edit_in_place(self, fn: Callable[[torch.nn.Module], None]) -> None:
         """Apply the in-place edit ``fn(module)`` alike to the model and every copy of it this probe runs.
