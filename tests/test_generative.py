@@ -238,7 +238,7 @@ def test_generative_recipes_keep_the_classifier_keys_and_refuse_bad_options():
     import hashlib
     import json
     from dataclasses import asdict
-    r = zoo._recipe("mnist_cnn")
+    r = zoo.recipe("mnist_cnn")
     old = {k: v for k, v in asdict(r).items() if k != "weight_decay"}
     key = json.dumps({"name": "mnist_cnn", **old, "code": zoo._code_hash(r), "threads": zoo.TRAIN_THREADS},
                      sort_keys=True)

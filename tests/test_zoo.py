@@ -8,7 +8,7 @@ import torch
 import yaml
 
 from conftest import ROOT
-from wna import zoo
+from wna import training, zoo
 
 
 def _same_weights(a, b):
@@ -40,7 +40,7 @@ import hashlib, json, sys, torch
 n = int(sys.argv[1])
 if n:
     torch.set_num_threads(n)
-from wna import zoo
+from wna import training, zoo
 before = torch.get_num_threads()
 m = zoo.load("mnist_cnn", progress=False, epochs=1, n_train=1000, seed=3)
 h = hashlib.sha256()
@@ -86,7 +86,7 @@ def test_thread_count_is_restored_on_error_and_keys_the_cache(monkeypatch):
         torch.set_num_threads(n)
         try:
             with pytest.raises(RuntimeError, match="no data"):
-                zoo.train(zoo._recipe("mnist_cnn", epochs=1))
+                zoo.train(zoo.recipe("mnist_cnn", epochs=1))
             assert torch.get_num_threads() == n
         finally:
             torch.set_num_threads(before)
@@ -159,9 +159,9 @@ def test_cifar_recipe_options(monkeypatch):
         monkeypatch.setattr(zoo.data, "cifar10_source", lambda download=None, s=source: s)
         paths[source] = zoo.checkpoint_path("cifar_cnn")
     assert paths["official"] != paths["mirror-jpeg-q75"]
-    r = zoo._recipe("cifar_cnn", epochs=1, width=0.25, activation="tanh")
+    r = zoo.recipe("cifar_cnn", epochs=1, width=0.25, activation="tanh")
     assert (r.dataset, r.augment, r.batch_size, r.width, r.activation) == ("cifar10", True, 128, 0.25, "tanh")
-    m = zoo._build(r)
+    m = training.build(r)
     assert m.conv1[0].out_channels == 8 and isinstance(m.conv1[2], torch.nn.Tanh)
     assert zoo.checkpoint_path("cifar_cnn", width=1) == zoo.checkpoint_path("cifar_cnn", width=1.0)
     assert zoo.checkpoint_path("cifar_cnn", width=0.5) != zoo.checkpoint_path("cifar_cnn")

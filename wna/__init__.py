@@ -1,12 +1,21 @@
 """White Noise Analysis of Neural Networks (Borji & Lin, ICLR 2020), reproduced.
 
-Modules, one per idea of the paper: :mod:`wna.data`, :mod:`wna.models`,
-:mod:`wna.zoo`, :mod:`wna.stimuli`, the engine :class:`wna.Probe`
-(:mod:`wna.engine`), :mod:`wna.probe` (classification images),
-:mod:`wna.binary` (binary observers, Eqs. 1-3), :mod:`wna.sta`
-(spike-triggered analysis of single units), :mod:`wna.templates` (template
-matching), :mod:`wna.plots`, :mod:`wna.paper`, :mod:`wna.run` (the notebook
-runner) and :mod:`wna.cli` (the ``wna`` command).
+Modules, one per idea of the paper, from the bottom up:
+
+- :mod:`wna.paths` (data root, cache folder), :mod:`wna.data` (the data sets),
+  :mod:`wna.models` (the architectures), :mod:`wna.training` (one training
+  loop) and :mod:`wna.zoo` (trained models on demand);
+- :mod:`wna.stimuli` (noise and finite data sets), the engine
+  :class:`wna.Probe` (:mod:`wna.engine`) and :mod:`wna.sweep` (grids of
+  conditions through one probe);
+- the estimates: :mod:`wna.probe` (classification images), :mod:`wna.binary`
+  (binary observers, Eqs. 1-3), :mod:`wna.sta` (spike-triggered analysis of
+  single units), :mod:`wna.templates` (template matching),
+  :mod:`wna.stimulation` (micro-stimulation), :mod:`wna.attack` (bias-map
+  attacks), :mod:`wna.backdoor` (patch backdoors) and :mod:`wna.activations`
+  (mean layer activations, activation injection);
+- :mod:`wna.plots`, :mod:`wna.paper` (the paper's printed numbers),
+  :mod:`wna.run` (the notebook runner) and :mod:`wna.cli` (the ``wna`` command).
 """
 
 __version__ = "0.1.0"

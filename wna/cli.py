@@ -152,7 +152,7 @@ def _probe_setup(args):
     recipe refuses, a device that is not here, or ``--out`` / ``--checkpoint``
     paths that cannot be written.
     """
-    from . import backdoor, zoo
+    from . import zoo
 
     if args.model not in zoo.RECIPES:
         raise _Refused(f"unknown model {args.model!r}; known: {', '.join(sorted(zoo.RECIPES))}")
@@ -161,7 +161,7 @@ def _probe_setup(args):
         raise _Refused(f"{args.model} is a generative model (an autoencoder), not a classifier to probe")
     config = {k: v for k, v in (("epochs", args.epochs), ("n_train", args.n_train)) if v is not None}
     try:
-        zoo._recipe(args.model, **config)
+        zoo.recipe(args.model, **config)
     except ValueError as exc:
         raise _Refused(str(exc)) from None
     _check_device(args.device)
@@ -170,8 +170,7 @@ def _probe_setup(args):
             _check_writable(flag, path)
     if args.out and args.checkpoint and Path(args.out).resolve() == Path(args.checkpoint).resolve():
         raise _Refused("--out and --checkpoint name the same file; give them different paths")
-    base = backdoor.ATTACKS[recipe.dataset].base if recipe.dataset in backdoor.ATTACKS else recipe.dataset
-    return config, _SHAPES[base]
+    return config, _SHAPES[zoo.base_dataset(recipe.dataset)]
 
 
 def _check_device(name: str) -> None:
