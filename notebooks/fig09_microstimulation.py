@@ -59,11 +59,11 @@ profile = "paper"
 import time
 
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, zoo
-from wna.stimulation import paper_delta, psychometric_curves, shift_summary
+from wna.shifts import ARROWS, direction_counts, glue_items, shift_grid, shift_table, sweep_totals
+from wna.stimulation import paper_delta, psychometric_curves
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)
@@ -74,11 +74,9 @@ conv_digits = digits if conv_digits is None else conv_digits
 # %% tags=["remove-cell"]
 from myst_nb import glue
 
-glue("profile", profile, display=False)
-glue("n_per_level", f"{n_per_level:,}", display=False)
-glue("n_levels", int(n_levels), display=False)
-glue("ks_text", ", ".join(str(k) for k in ks), display=False)
-glue("k_max", int(max(ks)), display=False)
+for key, value in {"profile": profile, "n_per_level": f"{n_per_level:,}", "n_levels": int(n_levels),
+                   "ks_text": ", ".join(str(k) for k in ks), "k_max": int(max(ks))}.items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## The sweep
@@ -98,29 +96,23 @@ def sweep(p, layer, direction, digit, target):
     return psychometric_curves(p, x_test[y_test == digit], target, layer=layer, deltas=deltas,
                                levels=levels, n_per_level=n_per_level, seed=seed, progress=False)
 
-
-def jobs(layer_list):
-    return [(layer, direction, d) for direction in directions for layer in layer_list
-            for d in (digits if layer == "fc1" else conv_digits)]
-
-
 # %%
 cnn = zoo.load("mnist_cnn", epochs=cnn_epochs, seed=train_seed, n_train=n_train)
 t0 = time.perf_counter()
 with Probe(cnn, batch_size=batch_size, fast="eager", progress=False) as p:
-    curves = {(layer, di, d): sweep(p, layer, di, d, d) for layer, di, d in jobs(layers)}
+    curves = {(layer, di, d): sweep(p, layer, di, d, d) for di in directions for layer in layers
+              for d in (digits if layer == "fc1" else conv_digits)}
 seconds = time.perf_counter() - t0
+table = shift_table(curves, ["layer", "direction", "digit"])
+totals = sweep_totals(table).iloc[0]
 
 # %% tags=["hide-input"]
-n_stimuli = sum(int(c.trials.sum()) for c in curves.values())
-rate = n_stimuli / sum(c.meta["seconds"] for c in curves.values())
-print(f"MNIST CNN: test accuracy {100 * cnn.test_accuracy:.2f}%; {len(curves)} panels, "
-      f"{n_stimuli:,} stimuli in {seconds:.0f} s with Eq. 6's mean activations; "
-      f"the sweeps alone: {rate:,.0f} stimuli/s")
-glue("cnn_acc", round(100 * cnn.test_accuracy, 2), display=False)
-glue("n_stimuli", f"{n_stimuli:,}", display=False)
-glue("sweep_seconds", int(round(seconds)), display=False)
-glue("stimuli_per_second", int(round(rate)), display=False)
+n_stimuli, rate = int(totals.stimuli), totals.stimuli_per_second
+print(f"MNIST CNN: test accuracy {100 * cnn.test_accuracy:.2f}%; {len(curves)} panels, {n_stimuli:,} stimuli "
+      f"in {seconds:.0f} s with Eq. 6's mean activations; the sweeps alone: {rate:,.0f} stimuli/s")
+for key, value in {"cnn_acc": round(100 * cnn.test_accuracy, 2), "n_stimuli": f"{n_stimuli:,}",
+                   "sweep_seconds": int(round(seconds)), "stimuli_per_second": int(round(rate))}.items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## Figures 9, 23 and 24: the curves
@@ -130,8 +122,7 @@ glue("stimuli_per_second", int(round(rate)), display=False)
 
 # %%
 for direction in directions:
-    panels = {f"{layer} {d}": curves[(layer, direction, d)] for layer, di, d in jobs(layers)
-              if di == direction}
+    panels = {f"{layer} {d}": c for (layer, di, d), c in curves.items() if di == direction}
     plots.psychometric_grid(panels, ncols=len(digits), suptitle=f"biases {direction}d (Eq. 6)")
 
 # %% [markdown]
@@ -152,62 +143,29 @@ for direction in directions:
 # curve ("flat ←", "flat →").
 
 # %% tags=["hide-input"]
-ARROW = {"left": "←", "right": "→", "none": "·", "left (flat)": "flat ←",
-         "right (flat)": "flat →", "no fit": "no fit"}
-
-
-def cell(s):
-    star = "*" if s["extrapolated"] else ""
-    if np.isnan(s["shift"]):
-        return ARROW[s["direction"]]
-    return f"{s['shift']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]{star} {ARROW[s['direction']]}"
-
-
-summary = {key: shift_summary(c) for key, c in curves.items()}
-noise_share = {d: float(curves[("fc1", directions[0], d)].fraction[0, 0]) for d in digits}
-table = pd.DataFrame({"noise called the target": {d: f"{100 * f:.1f}%" for d, f in
-                                                  noise_share.items()}}
-                     | {f"{layer} {di}": {d: cell(summary[(layer, di, d)]) for d in digits
-                                          if (layer, di, d) in summary}
-                        for layer in layers for di in directions})
-Markdown(table.rename_axis("digit").fillna("").to_markdown())
+Markdown(shift_grid(table, ["digit"], ["layer", "direction"]).to_markdown())
 
 # %% [markdown]
 # The first column is the share of pure noise (g = 0) the unstimulated CNN
 # already calls the target: a curve that starts near 1 has no threshold for
 # stimulation to move ("no fit").
 
+# %%
+counts = direction_counts(table, ["layer", "direction"])
+counts
+
 # %% tags=["hide-input"]
-def count(keys, *ways):
-    return sum(summary[k]["direction"] in ways for k in keys)
-
-
-LEFT, RIGHT = ("left", "left (flat)"), ("right", "right (flat)")
-for layer in layers:
-    for di in directions:
-        keys = [k for k in summary if k[:2] == (layer, di)]
-        shifts = [summary[k]["shift"] for k in keys]
-        left, right = count(keys, *LEFT), count(keys, *RIGHT)
-        fitted = [s for s in shifts if not np.isnan(s)]
-        median = float(np.median(fitted)) if fitted else float("nan")
-        print(f"{layer} {di}d: left {left}, right {right}, neither {len(keys) - left - right} "
-              f"of {len(keys)} digits; median shift {median:+.3f} over {len(fitted)} fitted")
-        tag = f"{layer}_{di}"
-        glue(f"{tag}_left", left, display=False)
-        glue(f"{tag}_right", right, display=False)
-        glue(f"{tag}_n", len(keys), display=False)
-        glue(f"{tag}_median", round(median, 3), display=False)
-fc_up = [k for k in summary if k[:2] == ("fc1", "increase")]
-fc_down = [k for k in summary if k[:2] == ("fc1", "decrease")]
-nofit = [k[2] for k in fc_up if summary[k]["direction"] == "no fit"]
-nofit_text = ", ".join(f"{d} ({100 * noise_share[d]:.0f}% of pure noise called {d} at k = 0)"
-                       for d in nofit) or "none"
+for key, value in glue_items(counts, ["left", "right", "n", "median"], digits=3).items():
+    glue(key, value, display=False)
+nofit = table.query("layer == 'fc1' and direction == 'increase' and moved == 'no fit'").droplevel([0, 1])
+nofit_text = ", ".join(f"{d} ({100 * r.noise:.0f}% of pure noise called {d} at k = 0)"
+                       for d, r in nofit.iterrows()) or "none"
 print(f"fc1 increased, digits without a threshold: {nofit_text}")
 glue("fc1_nofit", nofit_text, display=False)
-print(paper.compare("fc_left_digits", count(fc_up, *LEFT)))
-print(paper.compare("fc_right_digits", count(fc_down, *RIGHT)))
-conv2_named = ", ".join(f"{d}: {ARROW[summary[('conv2', 'increase', d)]['direction']]}"
-                        for d in (0, 1, 3) if ("conv2", "increase", d) in summary)
+print(paper.compare("fc_left_digits", int(counts.at[("fc1", "increase"), "left"])))
+print(paper.compare("fc_right_digits", int(counts.at[("fc1", "decrease"), "right"])))
+conv2_up = table.query("layer == 'conv2' and direction == 'increase'").droplevel([0, 1])
+conv2_named = ", ".join(f"{d}: {ARROWS[conv2_up.at[d, 'moved']]}" for d in (0, 1, 3) if d in conv2_up.index)
 print(f"conv2 increased, digits 0, 1, 3 (paper: right, right, left): {conv2_named or 'not run'}")
 glue("conv2_named", conv2_named or "not run", display=False)
 
@@ -227,40 +185,25 @@ for a, b in binary_pairs:
                      n_train=n_train)
     print(f"{a} vs {b}: test accuracy {100 * model.test_accuracy:.2f}%")
     with Probe(model, batch_size=batch_size, fast="eager", progress=False) as p:
-        for di in directions:
-            for layer in binary_layers:
-                for target, d in enumerate((a, b)):
-                    binary[(f"{a} vs {b}", layer, di, d)] = sweep(p, layer, di, d, target)
+        binary |= {(f"{a} vs {b}", layer, di, d): sweep(p, layer, di, d, target) for di in directions
+                   for layer in binary_layers for target, d in enumerate((a, b))}
 
 # %%
-for a, b in binary_pairs:
-    pair = f"{a} vs {b}"
-    panels = {f"{layer} {di[:3]}. {d}": c for (pr, layer, di, d), c in binary.items()
-              if pr == pair}
+for pair in dict.fromkeys(key[0] for key in binary):
+    panels = {f"{layer} {di[:3]}. {d}": c for (pr, layer, di, d), c in binary.items() if pr == pair}
     plots.psychometric_grid(panels, ncols=2 * len(binary_layers), suptitle=pair)
 
-# %% tags=["hide-input"]
-bsummary = {key: shift_summary(c) for key, c in binary.items()}
-bnoise = {f"{pr}: {d}": f"{100 * float(c.fraction[0, 0]):.1f}%"
-          for (pr, la, dd, d), c in binary.items() if (la, dd) == ("fc1", directions[0])}
-btable = pd.DataFrame({"noise called the target": bnoise}
-                      | {f"{layer} {di}": {f"{pr}: {d}": cell(s) for (pr, la, dd, d), s in
-                                           bsummary.items() if (la, dd) == (layer, di)}
-                         for layer in binary_layers for di in directions})
-Markdown(btable.rename_axis("pair: target").to_markdown())
+# %%
+btable = shift_table(binary, ["pair", "layer", "direction", "digit"])
+bcounts = direction_counts(btable, ["layer", "direction"])
+Markdown(shift_grid(btable, ["pair", "digit"], ["layer", "direction"]).to_markdown())
 
 # %% tags=["hide-input"]
-for layer in binary_layers:
-    for di in directions:
-        keys = [k for k in bsummary if k[1:3] == (layer, di)]
-        left, right = (sum(bsummary[k]["direction"] in w for k in keys) for w in (LEFT, RIGHT))
-        print(f"binary, {layer} {di}d: left {left}, right {right} of {len(keys)} targets")
-        glue(f"binary_{layer}_{di}_left", left, display=False)
-        glue(f"binary_{layer}_{di}_right", right, display=False)
-        glue(f"binary_{layer}_{di}_n", len(keys), display=False)
-bnofit = [f"{k[3]} ({k[0]}, {bnoise[f'{k[0]}: {k[3]}']} of pure noise called {k[3]})"
-          for k in bsummary if k[1:3] == ("fc1", "increase")
-          and bsummary[k]["direction"] == "no fit"]
+print(bcounts.to_string())
+for key, value in glue_items(bcounts, ["left", "right", "n"], prefix="binary").items():
+    glue(key, value, display=False)
+bnofit = [f"{d} ({pr}, {100 * r.noise:.1f}% of pure noise called {d})" for (pr, _, _, d), r
+          in btable.query("layer == 'fc1' and direction == 'increase' and moved == 'no fit'").iterrows()]
 print(f"binary, fc1 increased, targets without a threshold: {', '.join(bnofit) or 'none'}")
 glue("binary_fc1_nofit", ", ".join(bnofit) or "none", display=False)
 
