@@ -101,3 +101,27 @@ def test_wna_bench_gabor_parses_its_options():
 
     args = cli._parser().parse_args(["bench", "gabor", "--dataset", "cifar10", "--components", "600", "--images", "10"])
     assert (args.what, args.dataset, args.components, args.images) == ("gabor", "cifar10", 600, 10)
+
+
+def test_tables_of_the_benchmark_figures():
+    """Known answers: rates over the reference's, rows in order, skipped rows left out."""
+    res = {"reference_img_s": 1000.0, "reference_gflops": 4.0, "probe_none_img_s": 3000.0, "probe_none_gflops": 12.0,
+           "probe_onnx_steady_img_s": 2500.0, "probe_onnx_steady_gflops": 10.0}
+    t = bench.probe_table(res)
+    assert list(t.index) == ["reference", "probe_none", "probe_onnx_steady"]
+    assert t["x_reference"].tolist() == [1.0, 3.0, 2.5] and t.loc["probe_none", "gflops"] == 12.0
+    out = {("resnet18", 32, "plain"): {"img_s": 100.0, "ratio": 1.0, "setup_s": 0.1, "fast_path": "off", "same": True},
+           ("resnet18", 32, "fast"): {"img_s": 250.0, "ratio": 2.5, "setup_s": 0.5, "fast_path": "eager",
+                                      "same": False}}
+    m = bench.models_table(out)
+    assert m["x_plain"].tolist() == [1.0, 2.5] and m["same_as_plain"].tolist() == [True, False]
+    assert m.loc[1, "variant"] == "fast" and m.loc[1, "fast_path"] == "eager"
+
+
+def test_benchmark_models_of_its_own_list_are_untrained_and_need_no_download():
+    """squeezenet1_1 and googlenet are also pretrained backbones (Table 1); the benchmark's are not."""
+    from wna.bench.models import MODELS, build
+    for name in ("squeezenet1_1", "googlenet"):
+        assert name in MODELS
+        m = build(name)
+        assert m(torch.rand(2, 3, 32, 32)).shape == (2, 10)

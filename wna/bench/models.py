@@ -27,11 +27,12 @@ MODELS = ("resnet18", "mobilenet_v3_small", "squeezenet1_1", "googlenet")
 
 def build(name: str) -> torch.nn.Module:
     """An untrained torchvision model with 10 classes (seeded construction, train mode), or a
-    pretrained backbone of :mod:`wna.backbones` (1,000 ImageNet classes) by its name there."""
+    pretrained backbone of :mod:`wna.backbones` (1,000 ImageNet classes) by its name there; the
+    names of :data:`MODELS` are always the untrained ones (no download)."""
     import torchvision
 
     from .. import backbones
-    if name in backbones.BACKBONES:
+    if name in backbones.BACKBONES and name not in MODELS:  # squeezenet1_1, googlenet: untrained here
         return backbones.load(name)
     torch.manual_seed(0)
     if name == "googlenet":
