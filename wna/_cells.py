@@ -14,6 +14,7 @@ import torch
 from ._estimator import Estimator
 from ._result import Result, class_counts, class_sums
 from ._stream import digest
+from .stimuli import mix
 from .models import decide
 
 __all__ = ["StimulusResponseCells", "CellsEstimator", "cell_sums", "make_cells"]
@@ -148,7 +149,7 @@ class CellsEstimator(Estimator):
     def sample(self, n, generator):
         idx = torch.randint(len(self.signals), (n,), generator=generator, device=generator.device)
         noise = self.stimulus.sample(n, generator)
-        t = self.gamma * self.signals[idx] + (1.0 - self.gamma) * noise
+        t = mix(self.signals[idx], noise, self.gamma)  # Eq. 3
         return t, noise, self.signal_classes[idx]
 
     def update(self, stimuli, outputs):
