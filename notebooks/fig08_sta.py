@@ -42,15 +42,9 @@ profile = "paper"  # the profile that set these parameters (filled in by `wna ru
 import torch
 
 from wna import Probe, plots, sta, stimuli, zoo
+from wna.templates import cosines
 
 plots.setup()
-
-
-def cosines(a, b):
-    """Cosine between matching rows of two stacks of maps ``(C, ...)``."""
-    a, b = a.flatten(1).double(), b.flatten(1).double()
-    return torch.nn.functional.cosine_similarity(a, b, dim=1)
-
 
 # %% tags=["remove-cell"]
 from myst_nb import glue

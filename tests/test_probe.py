@@ -463,3 +463,17 @@ def test_map_titles_with_class_names():
     assert plots.map_titles([5, 0, 15], [1, -1, 2]) == ["0 → 1, |5|", "1 → –, |0|", "2 → 2, |15|"]
     assert plots.map_titles([1, 3], share=True) == ["0: 25.00%", "1: 75.00%"]
     assert plots.map_titles(None, [2, 0], names=names) == ["cat → frog", "dog → cat"]
+
+
+def test_row_cosines_known_answers():
+    """templates.cosines: orthogonal rows 0, parallel rows 1, opposite -1, a single map against every row,
+    NaN for an empty class's NaN map, and maps of different sizes refused."""
+    from wna.templates import cosines
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, -3.0]])
+    b = torch.tensor([[0.0, 2.0], [2.0, 2.0], [0.0, 1.0]])
+    assert torch.allclose(cosines(a, b), torch.tensor([0.0, 1.0, -1.0]).double(), rtol=0, atol=1e-15)
+    assert cosines(a, b).dtype == torch.float64
+    assert torch.allclose(cosines(a, torch.tensor([[1.0, 0.0]])), torch.tensor([1.0, 2 ** -0.5, 0.0]).double())
+    assert cosines(torch.full((1, 2), float("nan")), b[:1]).isnan().all()
+    with pytest.raises(ValueError, match="differ in size"):
+        cosines(a, torch.ones(3, 3))

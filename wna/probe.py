@@ -27,7 +27,7 @@ from ._stream import batch_generator  # noqa: F401 (re-exported)
 from .binary import StimulusResponseCells, stimulus_response_cells  # noqa: F401 (re-exported)
 from ._classimages import WEIGHTINGS, ClassificationImages, ClassImageEstimator, accumulate
 from .engine import Estimator, Probe, Result, probe_for  # noqa: F401 (wna.probe.Probe)
-from .templates import assigned_classes, class_means, minmax, template_accuracy  # noqa: F401 (re-exported)
+from .templates import assigned_classes, class_means, cosines, minmax, template_accuracy  # noqa: F401 (re-exported)
 
 __all__ = [
     "ClassificationImages", "ClassImageEstimator", "classification_images", "from_responses",
@@ -79,8 +79,7 @@ def map_cosines(results: dict, reference: int | None = None) -> tuple[list[int],
     """
     ns = sorted(results)
     ref = results[max(ns) if reference is None else reference].contrast.flatten(1)
-    out = torch.stack([torch.nn.functional.cosine_similarity(results[n].contrast.flatten(1), ref, dim=1)
-                       for n in ns])
+    out = torch.stack([cosines(results[n].contrast, ref) for n in ns])
     return ns, out
 
 

@@ -23,7 +23,7 @@ from typing import Callable
 
 import torch
 
-__all__ = ["RULES", "SCALINGS", "template_accuracy", "match", "minmax", "class_means", "class_rms",
+__all__ = ["RULES", "SCALINGS", "template_accuracy", "match", "cosines", "minmax", "class_means", "class_rms",
            "variants", "assigned_classes", "table1_summary", "NOT_RUN"]
 
 RULES = ("dot", "cosine")
@@ -86,6 +86,16 @@ def _flat(templates, images, labels=None):
     if labels is not None:
         labels = _labels(labels, x.shape[0], C)
     return t, x, labels
+
+
+def cosines(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Cosine between matching rows of two stacks of maps, ``(C, *shape)`` each (or one of them a
+    single map ``(1, *shape)``, compared with every row of the other): float64 ``(C,)``, NaN where
+    a row holds NaN (an empty class)."""
+    a, b = torch.as_tensor(a).flatten(1).double(), torch.as_tensor(b).flatten(1).double()
+    if a.shape[1] != b.shape[1]:
+        raise ValueError(f"the maps differ in size: {a.shape[1]} and {b.shape[1]} values")
+    return torch.nn.functional.cosine_similarity(a, b, dim=1)
 
 
 def match(templates: torch.Tensor, images: torch.Tensor, rule: str = "dot") -> torch.Tensor:
