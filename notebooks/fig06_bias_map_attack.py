@@ -201,9 +201,9 @@ glue("epoch_variant", f"{variant_epochs[0]} epochs, training seed {other_seed}" 
 # and {glue:text}`best_digits_mean_err:.3f`. The bias rows come closest with "{glue:text}`best_noise_bias:s`"
 # (noise, {glue:text}`best_noise_bias_err:.3f` against {glue:text}`main_noise_bias_err:.3f` for our min-max maps)
 # and "{glue:text}`best_digits_bias:s`" (digits, {glue:text}`best_digits_bias_err:.3f` against
-# {glue:text}`main_digits_bias_err:.3f`). The imitation of the rendered PNG compresses a map into about [0.40,
-# 0.76]: less contrast, so a weaker attack at the same γ. It is a crude imitation (no crop, no resize, our maps
-# rather than the authors'). On another CNN ({glue:text}`epoch_variant:s`) it gives mean absolute differences
+# {glue:text}`main_digits_bias_err:.3f`). The imitation of the rendered PNG compresses a map into about
+# [0.40, 0.76]: less contrast, so a weaker attack at the same γ. It is a crude imitation (no crop, no resize, our
+# maps rather than the authors'). On another CNN ({glue:text}`epoch_variant:s`) it gives mean absolute differences
 # {glue:text}`epoch_viridis_noise_err:.3f` and {glue:text}`epoch_viridis_digits_err:.3f`, against
 # {glue:text}`epoch_minmax_noise_err:.3f` and {glue:text}`epoch_minmax_digits_err:.3f` for min-max maps of that
 # CNN: how much the rendering matters varies with the training run. Maps averaged over few noise images (the CNN

@@ -20,6 +20,9 @@ the authors re-read each bias map from a PNG rendered by ``matplotlib``
 map, saved as 8-bit RGBA, cropped, resized to 28 x 28 and averaged over the
 four channels) and min-max normalised the mean digits; ours min-max scales
 each map to [0, 1] (``"minmax"``); ``"viridis"`` imitates the rendered PNG.
+
+The tables built from the results (Table 2 beside the paper, the variants of the attack) live in
+:mod:`wna.attack_tables`.
 """
 
 from __future__ import annotations
