@@ -64,6 +64,8 @@ import torch
 from wna import Probe, data, plots, stimuli, zoo
 from wna.activations import (INPUT, channel_maps, data_activations, inject, injection_sweep,
                              mean_class_distance, noise_activations)
+from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_summary,
+                                 first_correct, flip_gamma, layer_glue, layer_table, top_layers)
 from wna.plots import plot_ratios
 
 plots.setup()
@@ -141,37 +143,21 @@ for layer in LAYERS:
 # differ in size).
 
 # %%
-def cosine(a, b):
-    a, b = a.flatten(1), b.flatten(1)
-    return torch.nn.functional.cosine_similarity(a, b, dim=1)
-
-
-has_noise = noise.count > 0
-similarity = {la: float(cosine(noise_mean[la][has_noise], real_mean[la][has_noise]).mean())
-              for la in LAYERS}
-
-
-def contrast(m):
-    return m[has_noise] - m[has_noise].mean(0)
-
-
-contrast_sim = {la: float(cosine(contrast(noise_mean[la]), contrast(real_mean[la])).mean())
-                for la in LAYERS}
-dist = {"noise": mean_class_distance(noise), "real": mean_class_distance(real)}
-per_unit = {"noise": mean_class_distance(noise, True), "real": mean_class_distance(real, True)}
+layers = layer_table(noise, real, PAPER_NAMES)
+tops = top_layers(layers)
 
 # %%
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 width = 0.4
-names = [PAPER_NAMES[la] for la in LAYERS]
+names = layers["paper"]
 for kind in ("noise", "real"):
-    axes[0].plot(names, [dist[kind][la] for la in LAYERS], marker="o", label=kind)
-    axes[1].plot(names, [per_unit[kind][la] for la in LAYERS], marker="o", label=kind)
+    axes[0].plot(names, layers[f"dist_{kind}"], marker="o", label=kind)
+    axes[1].plot(names, layers[f"unit_{kind}"], marker="o", label=kind)
 at = np.arange(len(LAYERS))
-axes[2].bar(at - width / 2, [similarity[la] for la in LAYERS], width, label="means")
-axes[2].bar(at + width / 2, [contrast_sim[la] for la in LAYERS], width, label="contrasts")
+axes[2].bar(at - width / 2, layers["cos"], width, label="means")
+axes[2].bar(at + width / 2, layers["ccos"], width, label="contrasts")
 axes[2].set_xticks(at, names)
 axes[2].legend(fontsize=8)
 for ax, t in zip(axes, ["mean L2 distance between classes", "the same, per unit",
@@ -182,32 +168,10 @@ axes[0].legend(fontsize=8)
 fig.tight_layout()
 
 # %% tags=["hide-input"]
-print(f"{'layer':10} {'paper':6} {'L2 noise':>9} {'L2 real':>9} {'/unit noise':>11} "
-      f"{'/unit real':>10} {'cosine':>7} {'contrast':>8}")
-for la in LAYERS:
-    print(f"{la:10} {PAPER_NAMES[la]:6} {dist['noise'][la]:9.3f} {dist['real'][la]:9.3f} "
-          f"{per_unit['noise'][la]:11.4f} {per_unit['real'][la]:10.4f} {similarity[la]:7.3f} "
-          f"{contrast_sim[la]:8.3f}")
-    glue(f"dist_noise_{la}", round(dist["noise"][la], 3), display=False)
-    glue(f"dist_real_{la}", round(dist["real"][la], 3), display=False)
-    glue(f"unit_noise_{la}", round(per_unit["noise"][la], 4), display=False)
-    glue(f"unit_real_{la}", round(per_unit["real"][la], 4), display=False)
-    glue(f"cos_{la}", round(similarity[la], 3), display=False)
-    glue(f"ccos_{la}", round(contrast_sim[la], 3), display=False)
-
-
-def top_layer(d):
-    return PAPER_NAMES[max(LAYERS, key=lambda la: d[la])]
-
-
-claims = {"most_alike": top_layer(contrast_sim), "most_alike_raw": top_layer(similarity),
-          "dist_top_noise": top_layer(dist["noise"]),
-          "dist_top_real": top_layer(dist["real"]),
-          "unit_top_noise": top_layer(per_unit["noise"]),
-          "unit_top_real": top_layer(per_unit["real"])}
-for k, v in claims.items():
-    print(f"{k}: {v}")
+print(layers.round(4).to_string())
+for k, v in {**layer_glue(layers), **tops}.items():
     glue(k, v, display=False)
+print("\n".join(f"{k}: {v}" for k, v in tops.items()))
 
 # %% [markdown]
 # ## Injection (Fig. 21)
@@ -241,49 +205,19 @@ glue("n_gammas", int(n_gammas), display=False)
 # ease is its mean over the four layers; its *strongest layer* is the one with
 # the largest ease.
 
+# %%
+cells = ease_cells(sweeps, PAPER_NAMES)
+ranks = class_ease(cells)
+summary = ease_summary(ranks, CLASSES, {"cat": 3, "bird": 2, "horse": 7})
+
 # %% tags=["hide-input"]
-ease = np.stack([sweeps[la].ratio.mean(1) for la in INJECT], 1)  # (class, layer)
-fool = np.stack([sweeps[la].fooling_gamma(0.5) for la in INJECT], 1)
-measured = [c for c in range(10) if not np.isnan(ease[c]).any()]
-overall = {c: float(ease[c].mean()) for c in measured}
-ranked = sorted(measured, key=lambda c: -overall[c])
-print(f"{'class':11}" + "".join(f"{PAPER_NAMES[la]:>14}" for la in INJECT)
-      + f"{'ease':>7}  strongest")
-for c in range(10):
-    if c not in measured:
-        print(f"{CLASSES[c]:11} no noise image: not measured")
-        continue
-    fg = ["—" if np.isnan(f) else f"{f:.1f}" for f in fool[c]]
-    cells = "".join(f"{ease[c, j]:7.3f} γ {fg[j]:>3} "
-                    for j in range(len(INJECT)))
-    strongest = PAPER_NAMES[INJECT[int(ease[c].argmax())]]
-    print(f"{CLASSES[c]:11}{cells}{overall[c]:7.3f}  {strongest}")
-    for j, la in enumerate(INJECT):  # strings: a class without noise has "—"
-        glue(f"ease_{c}_{la}", f"{ease[c, j]:.3f}", display=False)
-        glue(f"fool_{c}_{la}", fg[j], display=False)
-    glue(f"ease_{c}", f"{overall[c]:.3f}", display=False)
-    glue(f"strongest_{c}", strongest, display=False)
-for c in range(10):
-    if c not in measured:
-        for j, la in enumerate(INJECT):
-            glue(f"ease_{c}_{la}", "—", display=False)
-            glue(f"fool_{c}_{la}", "—", display=False)
-        glue(f"ease_{c}", "—", display=False)
-        glue(f"strongest_{c}", "no noise image", display=False)
-
-
-def rank(c):
-    return f"{ranked.index(c) + 1} of {len(ranked)}" if c in ranked else "not measured"
-
-
-strongest_layers = {PAPER_NAMES[INJECT[int(ease[c].argmax())]] for c in measured}
-summary = {"easiest": CLASSES[ranked[0]], "hardest": CLASSES[ranked[-1]],
-           "rank_cat": rank(3), "rank_bird": rank(2), "rank_horse": rank(7),
-           "n_measured": len(measured), "n_strongest_layers": len(strongest_layers),
-           "strongest_layers": ", ".join(sorted(strongest_layers))}
-for k, v in summary.items():
-    print(f"{k}: {v}")
+grid = cells.pivot(index="cls", columns="paper", values=["ease", "fool"])
+grid.columns = [f"{k} {la}" for k, la in grid.columns]
+print(grid.join(ranks[["ease", "strongest", "rank"]]).rename(index=dict(enumerate(CLASSES)))
+      .round(3).to_string())
+for k, v in {**ease_glue(cells, ranks), **summary}.items():
     glue(k, v, display=False)
+print("\n".join(f"{k}: {v}" for k, v in summary.items()))
 
 # %% [markdown]
 # ## Fig. 7C: a frog turned into a car
@@ -298,20 +232,10 @@ for k, v in summary.items():
 
 # %%
 src, tgt = example_source, example_target
-frogs = (y_test == src).nonzero()[:, 0]
-with torch.inference_mode():
-    pred = cnn.eval()(x_test[frogs[:200]]).argmax(1)
-frog = x_test[frogs[:200][pred == src][0]][None]
-flips = {}
-for layer in (INPUT, "conv3"):
-    a = noise_mean[layer][tgt]
-    flips[layer] = None
-    if torch.isfinite(a).all():
-        for g in sorted(gammas, reverse=True):
-            with torch.inference_mode(), inject(cnn, layer, a, float(g)):
-                if int(cnn(frog).argmax(1)) == tgt:
-                    flips[layer] = float(g)
-                    break
+frog = first_correct(cnn, x_test, y_test, src)
+flips = {la: flip_gamma(cnn, la, noise_mean[la][tgt], frog, tgt, gammas) for la in (INPUT, "conv3")}
+
+
 def predicted(layer, g):
     a = noise_mean[layer][tgt]
     if not torch.isfinite(a).all():
@@ -341,21 +265,10 @@ if not torch.isfinite(noise_mean[INPUT][tgt]).all():
 # %% [markdown]
 # ## The paper's claims, checked
 
+# %%
+agree = claims(tops, ranks, summary, easy=(3, 2), hard=7, flipped=flips["conv3"] is not None)
+
 # %% tags=["hide-input"]
-def yes(ok, measured=True):
-    return "not measured" if not measured else ("yes" if ok else "no")
-
-
-easy = [c for c in (3, 2) if c in ranked]  # cat, bird: in the easier half?
-agree = {
-    "most_alike": yes(claims["most_alike"] == "fc"),
-    "dist_noise": yes(claims["dist_top_noise"] == "fc"),
-    "dist_real": yes(claims["dist_top_real"] == "fc"),
-    "easy": yes(all(ranked.index(c) < len(ranked) / 2 for c in easy), bool(easy)),
-    "horse": yes(7 in ranked and ranked.index(7) >= len(ranked) / 2, 7 in ranked),
-    "layers": yes(len(strongest_layers) > 1),
-    "frog": yes(flips["conv3"] is not None),
-}
 for k, v in agree.items():
     print(f"{k}: {v}")
     glue(f"agree_{k}", v, display=False)
