@@ -13,28 +13,25 @@
 # %% [markdown]
 # # Figures 9, 23, 24 and 25: micro-stimulation and psychometric curves
 #
-# This notebook reproduces **Figure 9** of Borji & Lin (2020), Section 3.4, and
-# its supplementary versions: **Figure 23** (biases increased in every layer,
-# every digit), **Figure 24** (biases decreased) and **Figure 25** (binary CNNs,
-# 1 vs 3 and 2 vs 8). A digit ``s`` of the target class is buried in U[0, 1]
-# noise ``n``,
+# This notebook reproduces **Figure 9** of Borji & Lin (2020), Section 3.4, and its supplementary
+# versions: **Figure 23** (biases increased in every layer, every digit), **Figure 24** (biases
+# decreased) and **Figure 25** (binary CNNs, 1 vs 3 and 2 vs 8). A digit ``s`` of the target class
+# is buried in U[0, 1] noise ``n``,
 #
 # $$t = g\, s + (1 - g)\, n \qquad \text{(Eq. 3)},$$
 #
-# and the psychometric curve is the fraction of stimuli the CNN classifies as
-# the target, against the signal level g. "Micro-stimulation" raises the bias
-# of each map ``m`` of a layer in proportion to that map's mean activation
-# ``a_m`` over the training images of the target digit (Eq. 6):
+# and the psychometric curve is the fraction of stimuli the CNN classifies as the target, against
+# the signal level g. "Micro-stimulation" raises the bias of each map ``m`` of a layer in proportion
+# to that map's mean activation ``a_m`` over the training images of the target digit (Eq. 6):
 #
 # $$b_m \leftarrow b_m \pm \lambda_l\, k\, a_m / \max(a),$$
 #
-# with λ = 0.1 for conv1 and 1 for conv2; for the fully connected layer (fc1,
-# the paper's "fc") the released code adds ``0.01 k a_m`` without the division
-# by ``max(a)`` ([Methods](../methods.md)). The minus sign gives the "decreasing"
-# panels. The paper reports that raising the fc biases shifts the curve to the
-# left (more stimuli called the target at the same signal level) for every
-# digit, lowering them shifts it to the right, and that stimulation of the
-# convolutional layers has mixed effects.
+# with λ = 0.1 for conv1 and 1 for conv2; for the fully connected layer (fc1, the paper's "fc") the
+# released code adds ``0.01 k a_m`` without the division by ``max(a)`` ([Methods](../methods.md)).
+# The minus sign gives the "decreasing" panels. The paper reports that raising the fc biases shifts
+# the curve to the left (more stimuli called the target at the same signal level) for every digit,
+# lowering them shifts it to the right, and that stimulation of the convolutional layers has mixed
+# effects.
 
 # %% tags=["parameters"]
 digits = list(range(10))  # target digits of the 10-way CNN
@@ -62,7 +59,7 @@ import numpy as np
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, zoo
-from wna.shifts import ARROWS, direction_counts, glue_items, shift_grid, shift_table, sweep_totals
+from wna.shifts import ARROWS, direction_counts, fit_counts, glue_items, shift_grid, shift_table, sweep_totals
 from wna.stimulation import paper_delta, psychometric_curves
 
 plots.setup()
@@ -81,11 +78,10 @@ for key, value in {"profile": profile, "n_per_level": f"{n_per_level:,}", "n_lev
 # %% [markdown]
 # ## The sweep
 #
-# For each target digit, layer and direction, Eq. 6's shifts are computed once
-# from the mean post-ReLU activations over the digit's training images, then
-# every k is applied in turn to the same stimuli: level ``j`` draws its noise
-# and its test digits from seed ``(seed, j)`` whatever k is, so the curves of
-# one panel differ only by the stimulation. One `Probe` per model serves the
+# For each target digit, layer and direction, Eq. 6's shifts are computed once from the mean
+# post-ReLU activations over the digit's training images, then every k is applied in turn to the
+# same stimuli: level ``j`` draws its noise and its test digits from seed ``(seed, j)`` whatever k
+# is, so the curves of one panel differ only by the stimulation. One `Probe` per model serves the
 # whole sweep (its fast copy is shifted in place).
 
 # %%
@@ -117,8 +113,7 @@ for key, value in {"cnn_acc": round(100 * cnn.test_accuracy, 2), "n_stimuli": f"
 # %% [markdown]
 # ## Figures 9, 23 and 24: the curves
 #
-# One panel per target digit (columns) and stimulated layer (rows); redder
-# curves are larger k.
+# One panel per target digit (columns) and stimulated layer (rows); redder curves are larger k.
 
 # %%
 for direction in directions:
@@ -126,29 +121,26 @@ for direction in directions:
     plots.psychometric_grid(panels, ncols=len(digits), suptitle=f"biases {direction}d (Eq. 6)")
 
 # %% [markdown]
-# The first figure is Fig. 23 (its top row is Fig. 9A; Fig. 9B and C pick
-# conv panels from it), the second Fig. 24.
+# The first figure is Fig. 23 (its top row is Fig. 9A; Fig. 9B and C pick conv panels from it), the
+# second Fig. 24.
 #
 # ## Threshold shifts
 #
-# Each curve is fitted with a cumulative Gaussian (maximum likelihood,
-# `wna.stimulation.fit_psychometric`); the shift is the fitted threshold (the
-# g at which half the stimuli are called the target) at k = {glue:text}`k_max:d` minus
-# that at k = 0, with a 95% interval. A negative shift is a move to the left.
-# Arrows mark shifts whose interval excludes 0 (← left, → right; · neither);
-# "*" marks a threshold outside the sampled levels (the curve already past one
-# half at g = 0, say: the interval then rests on the fitted shape). A curve
-# with no threshold at all (every stimulus called the target, or none) has no
-# fitted shift; its direction comes from the change in the area under the
-# curve ("flat ←", "flat →").
+# Each curve is fitted with a cumulative Gaussian by psignifit 4 (Bayesian, guess and lapse fixed at
+# 0: `wna.stimulation.fit_curve`). The shift is the MAP threshold (the g at which half the stimuli
+# are called the target) at k = {glue:text}`k_max:d` minus that at k = 0, with a 95% interval from
+# the two credible intervals; negative is a move to the left. Where psignifit cannot serve (a flat
+# curve, or psignifit not installed) the maximum-likelihood fit (`fit_psychometric`) stands in: the
+# lines above the table count the fits of each kind. Arrows mark shifts whose interval excludes 0 (←
+# left, → right; · neither); "*" marks a threshold outside the sampled levels (its interval rests on
+# the fitted shape). A flat curve (every stimulus called the target, or none) has no fitted shift;
+# its direction comes from the change in the area under the curve ("flat ←", "flat →"). The first
+# column is the share of pure noise (g = 0) the unstimulated CNN already calls the target: a curve
+# that starts near 1 has no threshold for stimulation to move ("no fit").
 
 # %% tags=["hide-input"]
+print(fit_counts(table).to_string())
 Markdown(shift_grid(table, ["digit"], ["layer", "direction"]).to_markdown())
-
-# %% [markdown]
-# The first column is the share of pure noise (g = 0) the unstimulated CNN
-# already calls the target: a curve that starts near 1 has no threshold for
-# stimulation to move ("no fit").
 
 # %%
 counts = direction_counts(table, ["layer", "direction"])
@@ -172,11 +164,10 @@ glue("conv2_named", conv2_named or "not run", display=False)
 # %% [markdown]
 # ## Figure 25: binary CNNs
 #
-# The same analysis on two binary observers (the Fig. 10 CNN with one logit,
-# as in Figs. 1 and 12), 1 vs 3 and 2 vs 8. Each digit of a pair is the target
-# in turn: Eq. 6's shifts come from that digit's training images, and the
-# curve is the fraction of stimuli made of its test digits that the observer
-# assigns to it.
+# The same analysis on two binary observers (the Fig. 10 CNN with one logit, as in Figs. 1 and 12),
+# 1 vs 3 and 2 vs 8. Each digit of a pair is the target in turn: Eq. 6's shifts come from that
+# digit's training images, and the curve is the fraction of stimuli made of its test digits that the
+# observer assigns to it.
 
 # %%
 binary = {}
@@ -200,6 +191,7 @@ Markdown(shift_grid(btable, ["pair", "digit"], ["layer", "direction"]).to_markdo
 
 # %% tags=["hide-input"]
 print(bcounts.to_string())
+print(fit_counts(btable).to_string())
 for key, value in glue_items(bcounts, ["left", "right", "n"], prefix="binary").items():
     glue(key, value, display=False)
 bnofit = [f"{d} ({pr}, {100 * r.noise:.1f}% of pure noise called {d})" for (pr, _, _, d), r
@@ -208,10 +200,8 @@ print(f"binary, fc1 increased, targets without a threshold: {', '.join(bnofit) o
 glue("binary_fc1_nofit", ", ".join(bnofit) or "none", display=False)
 
 # %% [markdown]
-# Raising the fc1 biases of the target's most active units makes the network
-# call noise the target more often at every signal level, a shift to the left,
-# and lowering them does the opposite, as the paper reports for Figs. 9, 24 and
-# 25. The convolutional layers act on features shared by all digits, so their
-# stimulation helps some targets and hurts others; the tables above say which
-# for this training run. The reproduction report compares the counts with the
-# paper's claims.
+# Raising the fc1 biases of the target's most active units makes the network call noise the target
+# more often at every signal level, a shift to the left, and lowering them does the opposite, as the
+# paper reports for Figs. 9, 24 and 25. The convolutional layers act on features shared by all
+# digits, so their stimulation helps some targets and hurts others; the tables above say which for
+# this training run. The reproduction report compares the counts with the paper's claims.

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from wna.shifts import direction_counts, glue_items, shift_grid, shift_table, sweep_totals
+from wna.shifts import direction_counts, fit_counts, glue_items, shift_grid, shift_table, sweep_totals
 from wna.stimulation import PsychometricCurves, psychometric_function
 
 X, N = np.linspace(0, 1, 21), np.full(21, 400)
@@ -91,3 +91,12 @@ def test_sweep_totals_adds_stimuli_and_seconds(table):
     totals = sweep_totals(table).iloc[0]
     assert totals["stimuli"] == 5 * 2 * 21 * 400 and totals["seconds"] == 10.0
     assert totals["stimuli_per_second"] == 5 * 2 * 21 * 400 / 10.0
+
+
+def test_fit_counts_says_which_fit_gave_each_panel(table):
+    """Each panel compares two fits. The two panels whose k = 10 curve is flat (all hits, all misses)
+    have one maximum-likelihood fit with the flat note; the other three are psignifit's alone."""
+    pytest.importorskip("psignifit")
+    counts = fit_counts(table)["panels"]
+    flat = "flat curve: no threshold for psignifit; maximum likelihood"
+    assert counts.to_dict() == {("psignifit", ""): 3, ("psignifit, ml", flat): 2}

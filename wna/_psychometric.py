@@ -20,19 +20,30 @@ the threshold lies inside the sampled levels and several levels fall on the
 curve's rise; a fit whose threshold or scale ends on the search bounds (a flat
 curve, a threshold far outside the levels) has ``at_bound`` set and NaN
 intervals.
+
+:func:`fit_curve` fits the same function with psignifit 4 (Schütt et al., 2016:
+Bayesian, with credible intervals; the field's standard), guess and lapse
+fixed (0 and 0: a network does not lapse), threshold, width and the
+overdispersion ``eta`` free. psignifit is GPL-3 and an optional extra
+(``pip install wna[fits]``), imported only when used; without it, and for a
+flat curve whose threshold only psignifit's prior would place (the
+maximum-likelihood fit ends on its bounds), :func:`fit_curve` returns the
+maximum-likelihood fit and says so in ``method`` and ``note``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special, stats
 
-__all__ = ["PsychometricFit", "fit_psychometric", "psychometric_function", "SHAPES"]
+__all__ = ["PsychometricFit", "fit_psychometric", "fit_curve", "psychometric_function", "SHAPES", "METHODS"]
 
 SHAPES = ("gaussian", "logistic")
+METHODS = ("psignifit", "ml")
 _EPS = 1e-12
 
 
@@ -64,7 +75,10 @@ class PsychometricFit:
     would move the estimates by less than 1e-3 standard errors.
     ``extrapolated``: the threshold lies outside the sampled levels (a curve
     already past one half at the lowest level, say); its interval then
-    rests on the assumed shape of the curve beyond the data.
+    rests on the assumed shape of the curve beyond the data. ``method``:
+    "ml" (:func:`fit_psychometric`) or "psignifit" (:func:`fit_curve`);
+    ``note`` says why a psignifit fit was asked for and the maximum-likelihood
+    fit given ("" otherwise).
     """
 
     threshold: float
@@ -82,6 +96,8 @@ class PsychometricFit:
     at_bound: bool
     converged: bool
     extrapolated: bool
+    method: str = "ml"
+    note: str = ""
 
     def __call__(self, x) -> np.ndarray:
         """The fitted curve at levels ``x``."""
@@ -165,3 +181,53 @@ def fit_psychometric(levels, hits, trials, *, shape: str = "gaussian", guess: fl
     return PsychometricFit(t, s, c / s, t_ci, s_ci, slope_ci, {"threshold": se_t, "log_scale": se_ls},
                            shape, float(guess), float(lapse), float(ci), float(res.fun), bool(at_bound),
                            converged, not x.min() <= t <= x.max())
+
+
+def _psignifit(x, y, n, shape, ci) -> PsychometricFit:
+    import psignifit  # GPL-3, optional (wna[fits]): imported only here
+
+    data = np.column_stack([x, y, n])
+    res = psignifit.psignifit(data, sigmoid={"gaussian": "norm", "logistic": "logistic"}[shape],
+                              experiment_type="yes/no", fixed_parameters={"gamma": 0.0, "lambda": 0.0},
+                              confP=(ci,), verbose=False)
+    est = res.get_parameter_estimate()  # MAP
+    t, width = float(est["threshold"]), float(est["width"])
+    s = float(res.standard_parameter_estimate()[1])  # the Gaussian's s.d. (or the logistic's scale)
+    t_ci = tuple(float(v) for v in res.confidence_intervals["threshold"][str(ci)])
+    s_ci = tuple(float(v) * s / width for v in res.confidence_intervals["width"][str(ci)])
+    c = float(_cdf_pdf(np.zeros(1), shape)[1][0])
+    q = float(stats.norm.ppf(0.5 + ci / 2))
+    se = {"threshold": (t_ci[1] - t_ci[0]) / (2 * q), "log_scale": math.log(s_ci[1] / s_ci[0]) / (2 * q)}
+    p = np.clip(psychometric_function(x, t, s, shape=shape), _EPS, 1 - _EPS)
+    nll = -float(np.sum(y * np.log(p) + (n - y) * np.log1p(-p)))
+    return PsychometricFit(t, s, c / s, t_ci, s_ci, (c / s_ci[1], c / s_ci[0]), se, shape, 0.0, 0.0, float(ci),
+                           nll, False, True, not x.min() <= t <= x.max(), "psignifit", "")
+
+
+def fit_curve(levels, hits, trials, *, method: str = "psignifit", shape: str = "gaussian",
+              ci: float = 0.95) -> PsychometricFit:
+    """The psychometric function fitted by ``method``: "psignifit" (default) or "ml" (:func:`fit_psychometric`).
+
+    psignifit (4.3; guess and lapse fixed at 0, like the maximum-likelihood
+    fit): ``threshold`` and ``scale`` are the MAP estimates; the intervals
+    are psignifit's credible intervals at ``ci`` (percentiles of the
+    marginal posteriors); ``se`` holds their half-widths over the normal
+    quantile of ``ci`` (so that :meth:`wna.stimulation.PsychometricCurves.threshold_shifts`
+    can add them like Wald errors). The maximum-likelihood fit is returned
+    instead, with ``note`` saying why, where psignifit cannot serve: it is not
+    installed, or the curve is flat (``at_bound``: no threshold in the data;
+    psignifit's estimate would be its prior's).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    ml = fit_psychometric(levels, hits, trials, shape=shape, ci=ci)
+    if method == "ml":
+        return ml
+    if ml.at_bound:
+        return dataclasses.replace(ml, note="flat curve: no threshold for psignifit; maximum likelihood")
+    try:
+        import psignifit  # noqa: F401  (only to know whether it is there)
+    except ImportError:
+        return dataclasses.replace(ml, note="psignifit not installed (pip install wna[fits]); maximum likelihood")
+    x, y, n = _check(levels, hits, trials, 0.0, 0.0, ci, shape)
+    return _psignifit(x, y, n, shape, ci)

@@ -8,7 +8,7 @@ shift at the largest k against k = 0, its interval, which way the curve moved)
 in one row; :func:`direction_counts` counts the left and right shifts per
 layer and direction (the paper's claim: fc stimulation moves every digit's
 curve left, inhibition right); :func:`shift_grid` lays the shifts out as the
-notebook's table; :func:`sweep_totals` gives the stimuli, seconds and rate of
+notebook's table; :func:`fit_counts` says which fit gave the shifts; :func:`sweep_totals` gives the stimuli, seconds and rate of
 the sweep; :func:`glue_items` names a table's cells by one rule.
 """
 
@@ -22,8 +22,8 @@ import pandas as pd
 
 from .stimulation import PsychometricCurves, shift_summary
 
-__all__ = ["ARROWS", "LEFT", "RIGHT", "shift_table", "direction_counts", "shift_grid", "sweep_totals",
-           "glue_items"]
+__all__ = ["ARROWS", "LEFT", "RIGHT", "shift_table", "direction_counts", "fit_counts", "shift_grid",
+           "sweep_totals", "glue_items"]
 
 ARROWS = {"left": "←", "right": "→", "none": "·", "left (flat)": "flat ←", "right (flat)": "flat →",
           "no fit": "no fit"}  # the notebook's symbol for each direction of shift_summary
@@ -81,6 +81,12 @@ def direction_counts(table: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     out["fitted"] = groups["shift"].count()
     out["median"] = groups["shift"].median()
     return out[["left", "right", "neither", "n", "fitted", "median"]]
+
+
+def fit_counts(table: pd.DataFrame) -> pd.DataFrame:
+    """Which fit produced the shifts of :func:`shift_table`: panels per ``fit`` ("psignifit", "ml", or
+    "psignifit, ml") and ``note`` (why the maximum-likelihood fit stood in), column ``panels``."""
+    return table.value_counts(["fit", "note"], sort=False).rename("panels").to_frame()
 
 
 def _levels(index: pd.MultiIndex, names: Sequence[str]) -> list:

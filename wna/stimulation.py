@@ -11,8 +11,9 @@ and the psychometric curve is the fraction of stimuli ``(1 - g) * U[0, 1] + g * 
 bitwise; :func:`paper_delta` computes the shifts by the paper's rule;
 :func:`psychometric_curves` measures the curves through the streaming engine
 (one :class:`wna.Probe`, so one fast copy of the model, for the whole
-``(k, g)`` sweep); :meth:`PsychometricCurves.fit` fits them
-(:func:`fit_psychometric`, cumulative Gaussian or logistic, Wald intervals).
+``(k, g)`` sweep); :meth:`PsychometricCurves.fit` fits them (:func:`fit_curve`:
+psignifit 4 with credible intervals where installed, else :func:`fit_psychometric`,
+maximum likelihood with Wald intervals; cumulative Gaussian or logistic).
 
 The rule follows the authors' released code (the book's Methods page): ``a`` is
 the mean post-ReLU activation (over images, and over positions for a
@@ -38,7 +39,7 @@ from scipy import stats
 
 from ._backends import eval_mode
 from ._checks import check_seed
-from ._psychometric import PsychometricFit, fit_psychometric, psychometric_function
+from ._psychometric import PsychometricFit, fit_curve, fit_psychometric, psychometric_function
 from .binary import CellsEstimator
 from .engine import Probe, Result, class_counts, probe_for
 from .models import decide, record
@@ -47,7 +48,7 @@ from .sweep import sweep
 
 __all__ = ["LAMBDAS", "LEVELS", "stimulate", "mean_activation", "paper_delta", "Decisions",
            "DecisionEstimator", "PsychometricCurves", "psychometric_curves", "PsychometricFit",
-           "fit_psychometric", "psychometric_function", "shift_summary"]
+           "fit_curve", "fit_psychometric", "psychometric_function", "shift_summary"]
 
 LAMBDAS = {"conv1": 0.1, "conv2": 1.0, "fc1": 0.01}  # the paper's lambda_l (MnistCNN's layer names)
 LEVELS = tuple(float(g) for g in np.linspace(0.0, 1.0, 21))  # the paper's signal levels g
@@ -239,18 +240,24 @@ class PsychometricCurves:
         """``hits / trials``, ``(len(ks), len(levels))``."""
         return self.hits / self.trials
 
-    def fit(self, **options) -> dict:
-        """``{k: PsychometricFit}``: each curve fitted against ``levels`` (options: :func:`fit_psychometric`)."""
-        return {k: fit_psychometric(self.levels, self.hits[i], self.trials[i], **options)
-                for i, k in enumerate(self.ks)}
+    def fit(self, ks=None, **options) -> dict:
+        """``{k: PsychometricFit}``: the curves of ``ks`` (default all) fitted against ``levels``
+        (options: :func:`fit_curve`, e.g. ``method="ml"``; each fit's ``method`` and ``note`` say which fit
+        it is)."""
+        return {k: fit_curve(self.levels, self.hits[i], self.trials[i], **options)
+                for i, k in enumerate(self.ks) if ks is None or k in ks}
 
     def threshold_shifts(self, reference=None, **options) -> dict:
         """``{k: (shift, (low, high))}``: each curve's fitted threshold minus that of ``reference``
-        (default the first k, normally k = 0). The interval adds the two Wald variances, which is
-        conservative: every k sees the same stimuli, so their thresholds correlate positively.
-        All NaN where either fit ended on its search bounds (a flat curve: no threshold)."""
-        fits = self.fit(**options)
-        ref = fits[self.ks[0] if reference is None else reference]
+        (default the first k, normally k = 0). The interval adds the two variances (Wald's, or
+        psignifit's intervals read as normal ones), which is conservative: every k sees the same
+        stimuli, so their thresholds correlate positively. All NaN where either fit ended on its
+        search bounds (a flat curve: no threshold)."""
+        return self._shifts(self.fit(**options), self.ks[0] if reference is None else reference, options)
+
+    @staticmethod
+    def _shifts(fits, reference, options) -> dict:
+        ref = fits[reference]
         z = float(stats.norm.ppf(0.5 + options.get("ci", 0.95) / 2))
         out = {}
         for k, f in fits.items():
@@ -330,13 +337,14 @@ def shift_summary(curves: PsychometricCurves, k=None, *, reference=None, min_are
     lies outside the sampled levels: its interval rests on the fitted shape); and ``direction``:
     "left" or "right" when the interval excludes 0, "none" when it does not, and for a flat
     curve (no threshold: the fit ended on its bounds) "left (flat)" or "right (flat)" when
-    ``|area| > min_area``, else "no fit".
+    ``|area| > min_area``, else "no fit". ``fit``: the method of the two fits (:func:`fit_curve`;
+    "psignifit", "ml", or "psignifit, ml" when they differ) and ``note`` their notes.
     """
     ks = list(curves.ks)
     k = ks[-1] if k is None else k
     ref = ks[0] if reference is None else reference
-    shift, (low, high) = curves.threshold_shifts(reference=ref, **fit_options)[k]
-    fits = curves.fit(**fit_options)
+    fits = curves.fit(ks=[ref, k], **fit_options)  # only the two curves compared
+    shift, (low, high) = PsychometricCurves._shifts(fits, ref, fit_options)[k]
     frac = curves.fraction
     area = float(np.mean(frac[ks.index(k)] - frac[ks.index(ref)]))
     if math.isnan(shift):
@@ -346,4 +354,5 @@ def shift_summary(curves: PsychometricCurves, k=None, *, reference=None, min_are
         direction = "right" if low > 0 else "left" if high < 0 else "none"
     return {"k": k, "shift": float(shift), "low": float(low), "high": float(high), "area": area,
             "extrapolated": bool(fits[k].extrapolated or fits[ref].extrapolated),
-            "direction": direction}
+            "direction": direction, "fit": ", ".join(dict.fromkeys(fits[q].method for q in (ref, k))),
+            "note": "; ".join(dict.fromkeys(fits[q].note for q in (ref, k) if fits[q].note))}
