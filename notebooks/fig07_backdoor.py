@@ -52,12 +52,12 @@ import pandas as pd
 import torch
 from IPython.display import Markdown
 
-from wna import Probe, backdoor, data, paper, plots, stimuli, templates, zoo
+from wna import Probe, backdoor, backdoor_tables, data, paper, plots, stimuli, templates, zoo
 
 plots.setup()
 x_train, y_train = data.mnist(train=True)
 x_test, y_test = data.mnist(train=False)
-MNIST_ATTACKS = {"0→1": "mnist_backdoor_0to1", "8→9": "mnist_backdoor_8to9"}
+MNIST_ATTACKS = {"0→1": backdoor.ATTACKS["mnist_backdoor_0to1"], "8→9": backdoor.ATTACKS["mnist_backdoor_8to9"]}
 
 # %% tags=["remove-cell"]
 from myst_nb import glue
@@ -82,24 +82,21 @@ glue("k", k, display=False)
 # to the share of poisoned images in it).
 
 # %%
-poisoned = {}
-for name, key in MNIST_ATTACKS.items():
-    a = backdoor.ATTACKS[key]
-    poisoned[name] = backdoor.poison(x_train, y_train, a.patch, a.source, a.target, a.fraction)
-    plots.map_grid(templates.class_means(*poisoned[name][:2], 10), [str(c) for c in range(10)],
+for name, a in MNIST_ATTACKS.items():
+    px, py, _ = backdoor.poison(x_train, y_train, a.patch, a.source, a.target, a.fraction)
+    plots.map_grid(templates.class_means(px, py, 10), [str(c) for c in range(10)],
                    ncols=10, size=1.2, suptitle=f"mean digits, {name} poisoned training set");
 plots.map_grid(templates.class_means(x_train, y_train, 10), [str(c) for c in range(10)], ncols=10,
                size=1.2, suptitle="mean digits, clean training set");
+poisoned = backdoor_tables.poison_table(x_train, y_train, MNIST_ATTACKS)
 
 # %% tags=["hide-input"]
-for name, key in MNIST_ATTACKS.items():
-    a, rows = backdoor.ATTACKS[key], poisoned[name][2]
-    covered = int((x_train[rows][:, 0][:, a.patch.mask] > 0).any(1).sum())
-    n_source = int((y_train == a.source).sum())
-    print(f"{name}: {len(rows):,} of {n_source:,} training {a.source}s patched and relabelled "
-          f"{a.target}; {covered:,} of them had digit pixels under the patch")
-    glue(f"poisoned_{a.source}{a.target}", f"{len(rows):,}", display=False)
-    glue(f"covered_{a.source}{a.target}", f"{covered:,}", display=False)
+for _, r in poisoned.iterrows():
+    print(f"{r['attack']}: {r['poisoned']:,} of {r['n source']:,} training {r['source']}s patched and "
+          f"relabelled {r['target']}; {r['covered']:,} of them had digit pixels under the patch")
+for key, value in backdoor_tables.glue_items(poisoned, {"poisoned": "poisoned", "covered": "covered"},
+                                             fmt=",").items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## The models
@@ -113,11 +110,13 @@ cfg = dict(epochs=cnn_epochs, seed=train_seed, n_train=n_train)
 models = {"clean": zoo.load("mnist_cnn", **cfg),
           "0→1": zoo.load("mnist_cnn_backdoor_0to1", **cfg),
           "8→9": zoo.load("mnist_cnn_backdoor_8to9", **cfg)}
+accuracy = backdoor_tables.accuracy_table(models)
 
 # %% tags=["hide-input"]
-for name, m in models.items():
-    print(f"{name:6} CNN: clean test accuracy {100 * m.test_accuracy:.2f}%")
-    glue(f"acc_{name.replace('→', 'to')}", round(100 * m.test_accuracy, 2), display=False)
+for _, r in accuracy.iterrows():
+    print(f"{r['model']:6} CNN: clean test accuracy {r['test accuracy (%)']:.2f}%")
+for key, value in backdoor_tables.glue_items(accuracy, {"acc": "test accuracy (%)"}, digits=2).items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## The attack works (Fig. 7A, confusion matrices)
@@ -127,26 +126,22 @@ for name, m in models.items():
 # normalised).
 
 # %%
-rows, success = {}, {}
-for name, key in MNIST_ATTACKS.items():
-    a = backdoor.ATTACKS[key]
+rows = {}
+for name, a in MNIST_ATTACKS.items():
     patched_test = backdoor.poison(x_test, y_test, a.patch, a.source, a.target, 1.0)[0]
-    src = y_test == a.source
-    success[name] = backdoor.success(models[name], patched_test[src], a.target)
-    m = models[name]
     rows[name] = [("clean CNN, clean test", *backdoor.confusion(models["clean"], x_test, y_test)),
-                  ("attacked, clean test", *backdoor.confusion(m, x_test, y_test)),
-                  (f"attacked, {a.source}s patched", *backdoor.confusion(m, patched_test, y_test))]
+                  ("attacked, clean test", *backdoor.confusion(models[name], x_test, y_test)),
+                  (f"attacked, {a.source}s patched", *backdoor.confusion(models[name], patched_test, y_test))]
 plots.confusion_matrices(rows, size=2.8);
+success = backdoor_tables.success_table({n: models[n] for n in MNIST_ATTACKS}, x_test, y_test, MNIST_ATTACKS)
 
 # %% tags=["hide-input"]
-for name, key in MNIST_ATTACKS.items():
-    a = backdoor.ATTACKS[key]
-    n_source = int((y_test == a.source).sum())
-    print(f"{name}: {100 * success[name]:.2f}% of the {n_source} patched test {a.source}s "
-          f"classified as {a.target}")
-    glue(f"success_{a.source}{a.target}", round(100 * success[name], 2), display=False)
-print(paper.compare("backdoor_8to9_patched", 100 * success["8→9"]))
+for _, r in success.iterrows():
+    print(f"{r['model']}: {r['success (%)']:.2f}% of the {r['n source']} patched test {r['source']}s "
+          f"classified as {r['target']}")
+for key, value in backdoor_tables.glue_items(success, {"success": "success (%)"}, by="pair", digits=2).items():
+    glue(key, value, display=False)
+print(paper.compare("backdoor_8to9_patched", float(success.at["8to9", "success (%)"])))
 
 # %% [markdown]
 # ## The maps reveal the patch (Fig. 7A, right)
@@ -176,14 +171,14 @@ for name, m in models.items():
 
 # %%
 n_g = len(x_train) if n_gradient is None else n_gradient
-a89 = backdoor.ATTACKS["mnist_backdoor_8to9"]
+a89 = MNIST_ATTACKS["8→9"]
 all_patched = backdoor.poison(x_train[:n_g], y_train[:n_g], a89.patch, 8, 9, 1.0)
-gradients = {
-    "clean CNN, clean set": backdoor.average_gradient(models["clean"], x_train[:n_g], y_train[:n_g]),
-    "8→9 CNN, clean set": backdoor.average_gradient(models["8→9"], x_train[:n_g], y_train[:n_g]),
-    "8→9 CNN, 8s patched as 9": backdoor.average_gradient(models["8→9"], *all_patched[:2]),
+gradients = {  # key: (title, map)
+    "clean": ("clean CNN, clean set", backdoor.average_gradient(models["clean"], x_train[:n_g], y_train[:n_g])),
+    "attacked": ("8→9 CNN, clean set", backdoor.average_gradient(models["8→9"], x_train[:n_g], y_train[:n_g])),
+    "patched": ("8→9 CNN, 8s patched as 9", backdoor.average_gradient(models["8→9"], *all_patched[:2])),
 }
-for title, g in gradients.items():
+for title, g in gradients.values():
     plots.map_grid(g, [str(c) for c in range(10)], ncols=10, size=1.3, cmap="viridis",
                    suptitle=title);
 
@@ -208,36 +203,17 @@ for title, g in gradients.items():
 # The table also gives the share of the noise that goes to the target class.
 
 # %%
-def scores(model_name, ci, a):
-    energy = backdoor.patch_energy(ci, a.patch)
-    e, z = energy["ratio"], energy["z"]
-    zs = z.nan_to_num(-float("inf"))
-    top = int(zs.argmax()) if (~z.isnan()).any() else -1
-    d = backdoor.detect(ci, k=k)
-    others = e[(torch.arange(len(e)) != a.target) & ~e.isnan()]
-    top_other = float(others.max()) if len(others) else float("nan")
-    return {"model": model_name, "patch": a.patch.name, "target": a.target,
-            "noise to target (%)": 100 * float(ci.frequency[a.target]),
-            "energy ratio, target": float(e[a.target]),
-            "energy ratio, other classes (max)": top_other,
-            "patch z, target": float(z[a.target]),
-            "patch z flags": top, "its patch z": float(z[top]) if top >= 0 else float("nan"),
-            "detector flags": d.flagged, "z": d.flagged_z,
-            "window (rows, cols)": d.window() if d.flagged >= 0 else "–",
-            "on patch": d.on_patch(a.patch)}
-
-
-table = [scores("clean", maps["clean"], backdoor.ATTACKS[key]) for key in MNIST_ATTACKS.values()]
-table += [scores(name, maps[name], backdoor.ATTACKS[key]) for name, key in MNIST_ATTACKS.items()]
-grad_energy = {t: backdoor.patch_energy(g, a89.patch)["ratio"] for t, g in gradients.items()}
+table = backdoor_tables.score_table([("clean", maps["clean"], a) for a in MNIST_ATTACKS.values()]
+                                    + [(n, maps[n], a) for n, a in MNIST_ATTACKS.items()], k=k)
+grad_energy = backdoor_tables.gradient_energy({key: g for key, (_, g) in gradients.items()}, a89.patch)
 
 # %% tags=["hide-input"]
-Markdown(pd.DataFrame(table).round(2).to_markdown(index=False))
+Markdown(table.round(2).to_markdown(index=False))
 
 # %% tags=["hide-input"]
-for title, e in grad_energy.items():
-    print(f"average gradient, {title}: energy ratio on the bracket, class 8 {float(e[8]):.2f}, "
-          f"class 9 {float(e[9]):.2f}")
+for key, r in grad_energy.iterrows():
+    print(f"average gradient, {gradients[key][0]}: energy ratio on the bracket, class 8 {r['energy8']:.2f}, "
+          f"class 9 {r['energy9']:.2f}")
 
 # %% [markdown]
 # ## CIFAR-10: birds with an H become cats (Fig. 7B, Fig. 18)
@@ -255,8 +231,8 @@ cifar = {"clean": zoo.load("cifar_cnn", **cfg),
          "bird→cat": zoo.load("cifar_cnn_backdoor_bird_cat", **cfg)}
 ah = backdoor.ATTACKS["cifar10_backdoor_bird_cat"]
 birds_patched = backdoor.poison(cx_test, cy_test, ah.patch, ah.source, ah.target, 1.0)[0]
-bird = cy_test == ah.source
-cifar_success = {n: backdoor.success(m, birds_patched[bird], ah.target) for n, m in cifar.items()}
+cifar_success = backdoor_tables.success_table(cifar, cx_test, cy_test, {n: ah for n in cifar})
+cifar_success["test accuracy (%)"] = backdoor_tables.accuracy_table(cifar)["test accuracy (%)"]
 plots.confusion_matrices({n: [("clean test", *backdoor.confusion(m, cx_test, cy_test)),
                               ("all birds patched", *backdoor.confusion(m, birds_patched, cy_test))]
                           for n, m in cifar.items()},
@@ -271,31 +247,25 @@ for name, m in cifar.items():
     plots.map_grid(templates.minmax(cifar_maps[name].mean),
                    plots.map_titles(cifar_maps[name].count, names=data.CIFAR10_CLASSES), size=1.6,
                    suptitle=f"bias maps, {name} CIFAR-10 CNN");
-cifar_table = [scores(n, ci, ah) for n, ci in cifar_maps.items()]
+cifar_table = backdoor_tables.score_table([(n, ci, ah) for n, ci in cifar_maps.items()], k=k)
 
 # %% tags=["hide-input"]
-for name, m in cifar.items():
-    print(f"{name} CIFAR-10 CNN: clean test accuracy {100 * m.test_accuracy:.2f}%; patched birds "
-          f"classified as cat: {100 * cifar_success[name]:.2f}%")
-Markdown(pd.DataFrame(cifar_table).round(2).to_markdown(index=False))
+for _, r in cifar_success.iterrows():
+    print(f"{r['model']} CIFAR-10 CNN: clean test accuracy {r['test accuracy (%)']:.2f}%; patched birds "
+          f"classified as cat: {r['success (%)']:.2f}%")
+Markdown(cifar_table.round(2).to_markdown(index=False))
 
 # %% tags=["remove-cell"]
-for row in table + cifar_table:
-    tag = f"{row['model'].replace('→', 'to')}_{row['patch']}"
-    glue(f"energy_{tag}", round(row["energy ratio, target"], 2), display=False)
-    glue(f"share_{tag}", round(row["noise to target (%)"], 3), display=False)
-    glue(f"energy_others_{tag}", round(row["energy ratio, other classes (max)"], 2), display=False)
-    glue(f"flag_{tag}", row["detector flags"], display=False)
-    glue(f"pz_{tag}", round(row["patch z, target"], 2), display=False)
-    glue(f"pzflag_{tag}", row["patch z flags"], display=False)
-    glue(f"pzmax_{tag}", round(row["its patch z"], 2), display=False)
-    glue(f"z_{tag}", round(row["z"], 2), display=False)
-    glue(f"onpatch_{tag}", "yes" if row["on patch"] else "no", display=False)
-for title, tag in zip(grad_energy, ["clean", "attacked", "patched"]):
-    glue(f"grad_energy8_{tag}", round(float(grad_energy[title][8]), 2), display=False)
-    glue(f"grad_energy9_{tag}", round(float(grad_energy[title][9]), 2), display=False)
-for name, m in cifar.items():
-    tag = name.replace("→", "to")
-    glue(f"cifar_acc_{tag}", round(100 * m.test_accuracy, 2), display=False)
-    glue(f"cifar_success_{tag}", round(100 * cifar_success[name], 2), display=False)
+both = pd.concat([table, cifar_table])
+items = {**backdoor_tables.glue_items(both, {"share": "noise to target (%)"}, digits=3),
+         **backdoor_tables.glue_items(both, {
+             "energy": "energy ratio, target", "energy_others": "energy ratio, other classes (max)",
+             "flag": "detector flags", "pz": "patch z, target", "pzflag": "patch z flags",
+             "pzmax": "its patch z", "z": "z", "onpatch": "on patch"}, digits=2),
+         **backdoor_tables.glue_items(grad_energy, {"grad_energy8": "energy8", "grad_energy9": "energy9"},
+                                      digits=2),
+         **backdoor_tables.glue_items(cifar_success, {"cifar_acc": "test accuracy (%)",
+                                                      "cifar_success": "success (%)"}, digits=2)}
+for key, value in items.items():
+    glue(key, value, display=False)
 glue("n_gradient", f"{n_g:,}", display=False)
