@@ -62,10 +62,9 @@ import numpy as np
 import torch
 
 from wna import Probe, data, plots, stimuli, zoo
-from wna.activations import (INPUT, channel_maps, data_activations, inject, injection_sweep,
-                             mean_class_distance, noise_activations)
-from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_summary,
-                                 first_correct, flip_gamma, layer_glue, layer_table, top_layers)
+from wna.activations import INPUT, channel_maps, data_activations, injection_sweep, noise_activations
+from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_summary, first_correct,
+                                 flip_gamma, flip_panels, layer_glue, layer_table, noise_counts, top_layers)
 from wna.plots import plot_ratios
 
 plots.setup()
@@ -107,15 +106,11 @@ print(f"CNN: width {cifar_width:g}, {cifar_epochs} epochs, test accuracy "
       f"{100 * cnn.test_accuracy:.2f}%")
 print("noise images per predicted class:",
       ", ".join(f"{c} {int(k):,}" for c, k in zip(CLASSES, noise.count)))
-empty = [CLASSES[c] for c in range(10) if noise.count[c] == 0]
-print(f"classes without a noise image (no noise activation): {', '.join(empty) or 'none'}")
+counts = noise_counts(noise, CLASSES)
+print(f"classes without a noise image (no noise activation): {counts['empty_classes']}")
 print(f"noise activations: {noise.meta['stimuli_per_second']:,.0f} images/s")
-glue("cnn_acc", round(100 * cnn.test_accuracy, 2), display=False)
-glue("empty_classes", ", ".join(empty) or "none", display=False)
-glue("n_empty", len(empty), display=False)
-top = int(noise.count.argmax())
-glue("top_name", CLASSES[top], display=False)
-glue("top_share", round(100 * float(noise.count[top]) / noise.n, 1), display=False)
+for k, v in {"cnn_acc": round(100 * cnn.test_accuracy, 2), **counts}.items():
+    glue(k, v, display=False)
 
 # %% [markdown]
 # Each panel: one layer's mean activation per class, averaged over the
@@ -150,21 +145,14 @@ tops = top_layers(layers)
 import matplotlib.pyplot as plt
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-width = 0.4
-names = layers["paper"]
-for kind in ("noise", "real"):
-    axes[0].plot(names, layers[f"dist_{kind}"], marker="o", label=kind)
-    axes[1].plot(names, layers[f"unit_{kind}"], marker="o", label=kind)
-at = np.arange(len(LAYERS))
-axes[2].bar(at - width / 2, layers["cos"], width, label="means")
-axes[2].bar(at + width / 2, layers["ccos"], width, label="contrasts")
-axes[2].set_xticks(at, names)
-axes[2].legend(fontsize=8)
-for ax, t in zip(axes, ["mean L2 distance between classes", "the same, per unit",
-                        "cosine(noise mean, real mean)"]):
-    ax.set_title(t, fontsize=9)
+panels = {"mean L2 distance between classes": ["dist_noise", "dist_real"],
+          "the same, per unit": ["unit_noise", "unit_real"], "cosine(noise mean, real mean)": ["cos", "ccos"]}
+for ax, (title, cols) in zip(axes, panels.items()):
+    table = layers.set_index("paper")[cols]
+    table.plot.bar(ax=ax, rot=0) if "cos" in cols else table.plot(ax=ax, marker="o")
+    ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=8)
-axes[0].legend(fontsize=8)
+    ax.legend(fontsize=8)
 fig.tight_layout()
 
 # %% tags=["hide-input"]
@@ -236,22 +224,9 @@ frog = first_correct(cnn, x_test, y_test, src)
 flips = {la: flip_gamma(cnn, la, noise_mean[la][tgt], frog, tgt, gammas) for la in (INPUT, "conv3")}
 
 
-def predicted(layer, g):
-    a = noise_mean[layer][tgt]
-    if not torch.isfinite(a).all():
-        return "no activation"
-    with torch.inference_mode(), inject(cnn, layer, a, g):
-        return CLASSES[int(cnn(frog).argmax(1))]
-
-
-shown = {la: 0.5 if g is None else g for la, g in flips.items()}  # γ shown: the flip, else 0.5
-car = noise_mean[INPUT][tgt].float()
-mixed = frog[0] if not torch.isfinite(car).all() else (1 - shown[INPUT]) * car + shown[INPUT] * frog[0]
-plots.map_grid(torch.stack([frog[0], car, mixed, frog[0]]),
-               [f"{CLASSES[src]}: {predicted(INPUT, 1.0)}", f"mean noise: {CLASSES[tgt]}",
-                f"input, γ = {shown[INPUT]:g}:\n{predicted(INPUT, shown[INPUT])}",
-                f"conv3 (conv6), γ = {shown['conv3']:g}:\n{predicted('conv3', shown['conv3'])}"],
-               ncols=4, size=2.0, normalize=False);
+images, titles = flip_panels(cnn, noise_mean, frog, tgt, flips, CLASSES)
+titles[0] = f"{CLASSES[src]}: {titles[0]}"
+plots.map_grid(images, titles, ncols=4, size=2.0, normalize=False);
 
 # %% tags=["hide-input"]
 for layer, g in flips.items():

@@ -16,13 +16,23 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .activations import ActivationMeans, inject, mean_class_distance
+from .activations import INPUT, ActivationMeans, inject, mean_class_distance
 
-__all__ = ["NOT_MEASURED", "layer_table", "top_layers", "layer_glue", "ease_cells", "class_ease",
-           "ease_summary", "ease_glue", "first_correct", "flip_gamma", "claims"]
+__all__ = ["NOT_MEASURED", "noise_counts", "layer_table", "top_layers", "layer_glue", "ease_cells", "class_ease",
+           "ease_summary", "ease_glue", "first_correct", "flip_gamma", "injected_class", "flip_panels", "claims"]
 
 NOT_MEASURED = "—"  # a glued cell of a class without a noise image (or a γ that never fools)
 FOOLING_LEVEL = 0.5  # the fooling γ: the largest γ at which at least half the images are fooled
+
+
+def noise_counts(noise: ActivationMeans, classes) -> dict:
+    """Where the noise went (Fig. 20's top row): ``empty_classes`` (the classes no noise image was
+    assigned to, ``"none"`` if every class got one), ``n_empty``, ``top_name`` (the class most noise
+    went to, the first on a tie) and ``top_share`` (its share of the noise in %, 1 decimal)."""
+    empty = [classes[c] for c in range(len(noise.count)) if noise.count[c] == 0]
+    top = int(noise.count.argmax())
+    return {"empty_classes": ", ".join(empty) or "none", "n_empty": len(empty), "top_name": classes[top],
+            "top_share": round(100 * float(noise.count[top]) / noise.n, 1)}
 
 
 def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -153,10 +163,36 @@ def flip_gamma(model: torch.nn.Module, layer: str, activation, image, target: in
     if not torch.isfinite(a).all():
         return None
     for g in sorted(gammas, reverse=True):
-        with torch.inference_mode(), inject(model, layer, a, float(g)):
-            if int(model(image).argmax(1)) == target:
-                return float(g)
+        if injected_class(model, layer, a, image, g) == target:
+            return float(g)
     return None
+
+
+def injected_class(model: torch.nn.Module, layer: str, activation, image, gamma: float):
+    """The class ``model`` gives ``image`` (one image, ``(1, *shape)``) with ``activation``
+    injected at ``layer`` and ``gamma``; None if the activation is not finite."""
+    a = torch.as_tensor(activation)
+    if not torch.isfinite(a).all():
+        return None
+    with torch.inference_mode(), inject(model, layer, a, float(gamma)):
+        return int(model(image).argmax(1))
+
+
+def flip_panels(model: torch.nn.Module, means: dict, image, target: int, flips: dict, classes):
+    """Fig. 7C's panels and titles: ``image`` (one image ``(1, 3, H, W)``), the mean noise image of
+    ``target`` (``means["input"][target]``), the image mixed with it at the input, and the image
+    again (its ``"conv3"`` activation is the one injected), each at the γ of ``flips``
+    (``{layer: γ or None}``; 0.5 where None) with the class ``model`` then gives it."""
+    def said(layer, g):
+        c = injected_class(model, layer, means[layer][target], image, g)
+        return "no activation" if c is None else classes[c]
+
+    shown = {la: 0.5 if g is None else g for la, g in flips.items()}
+    mean, x, g = means[INPUT][target].float(), image[0], shown[INPUT]
+    mixed = x if not torch.isfinite(mean).all() else (1 - g) * mean + g * x
+    titles = [f"{said(INPUT, 1.0)}", f"mean noise: {classes[target]}", f"input, γ = {g:g}:\n{said(INPUT, g)}",
+              f"conv3 (conv6), γ = {shown['conv3']:g}:\n{said('conv3', shown['conv3'])}"]
+    return torch.stack([x, mean, mixed, x]), titles
 
 
 def _yes(ok: bool, measured: bool = True) -> str:
