@@ -58,6 +58,7 @@ batch_size = 4096
 profile = "paper"
 
 # %%
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -79,19 +80,24 @@ INJECT = ["conv3", "conv2", "conv1", INPUT]  # Fig. 21: conv6, conv4, conv2, inp
 # %% tags=["remove-cell"]
 from myst_nb import glue
 
-glue("profile", profile, display=False)
-glue("n_noise", f"{n_noise:,}", display=False)
-glue("n_real", f"{len(x_test[:n_real]):,}", display=False)
-glue("cifar_epochs", cifar_epochs, display=False)
-glue("cifar_width", float(cifar_width), display=False)
+
+
+def glue_all(values: dict, heading: str | None = None):  # glue each value; print them under a heading
+    for k, v in values.items():
+        glue(k, v, display=False)
+    if heading:
+        print(f"{heading}:\n" + "\n".join(f"  {k}: {v}" for k, v in values.items()))
+
+
+glue_all({"profile": profile, "n_noise": f"{n_noise:,}", "n_real": f"{len(x_test[:n_real]):,}",
+          "cifar_epochs": cifar_epochs, "cifar_width": float(cifar_width)})
 
 # %% [markdown]
 # ## The model and the mean activations (Fig. 20)
 #
 # The CNN is Fig. 3's (`zoo.load("cifar_cnn", ...)`, trained once and cached).
 # One `Probe` streams the noise (grouped by the CNN's decision) and the test
-# set (grouped by the true class); each layer's activations are read by
-# running the model's blocks in order, checked once against a forward hook.
+# set (grouped by the true class), reading each layer with forward hooks.
 
 # %%
 cnn = zoo.load("cifar_cnn", epochs=cifar_epochs, width=cifar_width, seed=train_seed,
@@ -106,11 +112,8 @@ print(f"CNN: width {cifar_width:g}, {cifar_epochs} epochs, test accuracy "
       f"{100 * cnn.test_accuracy:.2f}%")
 print("noise images per predicted class:",
       ", ".join(f"{c} {int(k):,}" for c, k in zip(CLASSES, noise.count)))
-counts = noise_counts(noise, CLASSES)
-print(f"classes without a noise image (no noise activation): {counts['empty_classes']}")
 print(f"noise activations: {noise.meta['stimuli_per_second']:,.0f} images/s")
-for k, v in {"cnn_acc": round(100 * cnn.test_accuracy, 2), **counts}.items():
-    glue(k, v, display=False)
+glue_all({"cnn_acc": round(100 * cnn.test_accuracy, 2), **noise_counts(noise, CLASSES)}, "the noise")
 
 # %% [markdown]
 # Each panel: one layer's mean activation per class, averaged over the
@@ -127,23 +130,18 @@ for layer in LAYERS:
                    suptitle=f"{layer} (the paper's {PAPER_NAMES[layer]})")
 
 # %% [markdown]
-# How alike are noise and real activations? Per layer, the cosine between a
-# class's mean noise activation and its mean real activation, averaged over
-# the classes that received noise, as they are and as *contrasts* (each
-# class's mean minus the mean over those classes: what sets a class apart;
-# a raw mean is dominated by what all classes share, e.g. a grey input);
-# and Fig. 20's bottom panel, the mean L2
-# distance between the mean activations of two different classes (also per
-# unit, divided by the square root of the layer's size, since the layers
-# differ in size).
+# How alike are noise and real activations? Per layer (`layer_table`), the
+# cosine between a class's mean noise and mean real activation, averaged over
+# the classes that received noise, raw and as *contrasts* (each class's mean
+# minus the mean over those classes: a raw mean is dominated by what all
+# classes share, e.g. a grey input); and Fig. 20's bottom panel, the mean L2
+# distance between two classes' means (also per unit: the layers differ in size).
 
 # %%
 layers = layer_table(noise, real, PAPER_NAMES)
 tops = top_layers(layers)
 
 # %%
-import matplotlib.pyplot as plt
-
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
 panels = {"mean L2 distance between classes": ["dist_noise", "dist_real"],
           "the same, per unit": ["unit_noise", "unit_real"], "cosine(noise mean, real mean)": ["cos", "ccos"]}
@@ -157,19 +155,16 @@ fig.tight_layout()
 
 # %% tags=["hide-input"]
 print(layers.round(4).to_string())
-for k, v in {**layer_glue(layers), **tops}.items():
-    glue(k, v, display=False)
-print("\n".join(f"{k}: {v}" for k, v in tops.items()))
+glue_all(layer_glue(layers))
+glue_all(tops, "the layer that leads each column")
 
 # %% [markdown]
 # ## Injection (Fig. 21)
 #
-# For each layer, each class with a noise activation and each γ, the first
-# `n_images` test images go through the CNN with the class's mean noise
-# activation injected (a forward hook on a private copy of the model, whose
-# activation and γ change between runs: one engine per layer). At γ = 1 the
-# images are untouched; at γ = 0 every image carries the class's activation
-# alone. A class without a noise image has no curve.
+# For each layer, class and γ, the first `n_images` test images go through the
+# CNN with the class's mean noise activation injected (`injection_sweep`: a
+# hook on a private copy of the model). At γ = 1 the images are untouched, at
+# γ = 0 they carry the class's activation alone; a class without noise has no curve.
 
 # %%
 xs, ys = x_test[:n_images], y_test[:n_images]
@@ -178,12 +173,10 @@ sweeps = {layer: injection_sweep(cnn, layer, noise_mean[layer], xs, ys, gammas,
 plot_ratios({f"{la} (paper's {PAPER_NAMES[la]})": s for la, s in sweeps.items()}, CLASSES);
 
 # %% tags=["hide-input"]
-n_cells = sum(s.meta["stimuli"] for s in sweeps.values())
-seconds = sum(s.meta["seconds"] for s in sweeps.values())
+n_cells, seconds = (sum(s.meta[k] for s in sweeps.values()) for k in ("stimuli", "seconds"))
 print(f"{n_cells:,} injected images in {seconds:.0f} s: {n_cells / seconds:,.0f} images/s "
       f"(fast path: {sweeps[INJECT[0]].meta['fast_path']})")
-glue("n_images", f"{len(xs):,}", display=False)
-glue("n_gammas", int(n_gammas), display=False)
+glue_all({"n_images": f"{len(xs):,}", "n_gammas": int(n_gammas)})
 
 # %% [markdown]
 # The paper's words as numbers. *Ease* of a class at a layer: the mean
@@ -203,39 +196,29 @@ grid = cells.pivot(index="cls", columns="paper", values=["ease", "fool"])
 grid.columns = [f"{k} {la}" for k, la in grid.columns]
 print(grid.join(ranks[["ease", "strongest", "rank"]]).rename(index=dict(enumerate(CLASSES)))
       .round(3).to_string())
-for k, v in {**ease_glue(cells, ranks), **summary}.items():
-    glue(k, v, display=False)
-print("\n".join(f"{k}: {v}" for k, v in summary.items()))
+glue_all(ease_glue(cells, ranks))
+glue_all(summary, "Fig. 21 in words")
 
 # %% [markdown]
 # ## Fig. 7C: a frog turned into a car
 #
-# The first test frog the CNN classifies as a frog gets the car's mean noise
-# activation, at the input and at conv3 (the paper's conv6). Shown, with the
-# CNN's decision in each title: the frog, the car's mean noise image, the
-# frog mixed with it at the input, and the frog with the car's conv3 noise
-# activation injected (the image itself is unchanged), each at the largest γ
-# (the least injected) at which the CNN calls it a car, or at γ = 0.5 where
-# no γ does. A NaN mean noise image (no noise called a car) shows blank.
+# The first test frog the CNN calls a frog gets the car's mean noise activation
+# at the input and at conv3 (the paper's conv6). Shown, with the CNN's decision:
+# the frog, the car's mean noise image, the frog mixed with it at the input and
+# the frog with the car's conv3 activation injected, each at the largest γ at
+# which the CNN calls it a car (γ = 0.5 where none does; blank: no noise was a car).
 
 # %%
 src, tgt = example_source, example_target
 frog = first_correct(cnn, x_test, y_test, src)
 flips = {la: flip_gamma(cnn, la, noise_mean[la][tgt], frog, tgt, gammas) for la in (INPUT, "conv3")}
-
-
 images, titles = flip_panels(cnn, noise_mean, frog, tgt, flips, CLASSES)
 titles[0] = f"{CLASSES[src]}: {titles[0]}"
 plots.map_grid(images, titles, ncols=4, size=2.0, normalize=False);
 
 # %% tags=["hide-input"]
-for layer, g in flips.items():
-    text = "never" if g is None else f"γ = {g:.1f}"
-    print(f"{CLASSES[src]} called {CLASSES[tgt]} with its activation injected at "
-          f"{layer} ({PAPER_NAMES[layer]}): largest such {text}")
-    glue(f"flip_{layer}", "never" if g is None else f"{g:.1f}", display=False)
-if not torch.isfinite(noise_mean[INPUT][tgt]).all():
-    print(f"{CLASSES[tgt]} received no noise image: nothing to inject")
+glue_all({f"flip_{la}": "never" if g is None else f"{g:.1f}" for la, g in flips.items()},
+         f"{CLASSES[src]} called {CLASSES[tgt]}, largest γ at")
 
 # %% [markdown]
 # ## The paper's claims, checked
@@ -244,6 +227,4 @@ if not torch.isfinite(noise_mean[INPUT][tgt]).all():
 agree = claims(tops, ranks, summary, easy=(3, 2), hard=7, flipped=flips["conv3"] is not None)
 
 # %% tags=["hide-input"]
-for k, v in agree.items():
-    print(f"{k}: {v}")
-    glue(f"agree_{k}", v, display=False)
+glue_all({f"agree_{k}": v for k, v in agree.items()}, "the paper's claims")
