@@ -143,11 +143,12 @@ tops = top_layers(layers)
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-panels = {"mean L2 distance between classes": ["dist_noise", "dist_real"],
-          "the same, per unit": ["unit_noise", "unit_real"], "cosine(noise mean, real mean)": ["cos", "ccos"]}
+panels = {"mean L2 distance between classes": {"noise": "dist_noise", "real": "dist_real"},
+          "the same, per unit": {"noise": "unit_noise", "real": "unit_real"},
+          "cosine(noise mean, real mean)": {"means": "cos", "contrasts": "ccos"}}
 for ax, (title, cols) in zip(axes, panels.items()):
-    table = layers.set_index("paper")[cols]
-    table.plot.bar(ax=ax, rot=0) if "cos" in cols else table.plot(ax=ax, marker="o")
+    table = layers.set_index("paper")[list(cols.values())].set_axis(list(cols), axis=1).rename_axis(None)
+    table.plot.bar(ax=ax, rot=0) if "means" in cols else table.plot(ax=ax, marker="o")
     ax.set_title(title, fontsize=9)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=8)
