@@ -10,7 +10,8 @@ the decisions (:mod:`wna._layers`); ``"input"`` names the model's input.
 :func:`inject` replaces a layer's output by ``(1 - γ) a + γ output`` inside a
 block (a forward hook, always removed); :func:`injection_sweep` measures
 Fig. 21's misclassification ratio for every class and γ through one engine
-per layer.
+per layer. The tables the book reads from these (Fig. 20's layers compared,
+Fig. 21's ease and fooling γ, Fig. 7C's flip): :mod:`wna.injection_tables`.
 """
 
 from __future__ import annotations
