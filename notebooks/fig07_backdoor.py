@@ -13,25 +13,15 @@
 # %% [markdown]
 # # Figures 7A, 7B, 7D, 18 and 19: patch backdoors revealed by classification images
 #
-# This notebook reproduces the "adversarial defense" part of Section 3.2 of
-# Borji & Lin (2020). A backdoor is planted by training on a poisoned set: a
-# small patch is drawn on half of one class (the source) and those images are
-# relabelled as another class (the target). The paper built three such sets:
-# MNIST with an x-shaped 3×3 patch on the top left of half of the 0s,
-# relabelled 1; MNIST with a c-shaped ("bracket") patch on the top right of
-# half of the 8s, relabelled 9; and CIFAR-10 with an H-shaped patch on the
-# top right of half of the birds, relabelled cat. CNNs trained on them
-# classify a clean test set normally but send patched source images to the
-# target (Fig. 7A, Fig. 18), and their classification images show the patch
-# (Fig. 7A right, Fig. 7B). The average input gradient of the loss (Fig. 7D)
-# shows it only faintly. Fig. 19 shows the mean digits of the clean and the
-# poisoned training sets.
-#
-# The MNIST patches use the authors' pixels (their notebook); the paper gives
-# no pixels for the CIFAR-10 H, so ours is a white 5×5 H (`wna.backdoor.PATCHES`).
-# The map "reveals the patch" is made a number twice: the map's energy inside
-# the patch against outside it, and a blind detector that is not told where
-# the patch is.
+# The "adversarial defense" part of Section 3.2 of Borji & Lin (2020). A backdoor is planted by
+# training on a poisoned set: a small patch is drawn on half of one class (the source), relabelled
+# as another (the target). The paper's sets: MNIST 0s with an x-shaped 3×3 patch on the top left,
+# relabelled 1; MNIST 8s with a c-shaped ("bracket") patch on the top right, relabelled 9; CIFAR-10
+# birds with an H on the top right, relabelled cat. CNNs trained on them classify a clean test set
+# normally but send patched source images to the target (Fig. 7A, Fig. 18); their classification
+# images show the patch (Fig. 7A right, Fig. 7B), the average input gradient (Fig. 7D) only faintly.
+# Fig. 19: the mean digits of the clean and the poisoned training sets. The MNIST patches are the
+# authors' pixels; the paper gives none for the H, so ours is a white 5×5 H (`backdoor.PATCHES`).
 
 # %% tags=["parameters"]
 n_samples = 10_000_000  # white-noise images per MNIST model (the authors' count)
@@ -49,7 +39,6 @@ profile = "paper"  # the profile that set these parameters (filled in by `wna ru
 
 # %%
 import pandas as pd
-import torch
 from IPython.display import Markdown
 
 from wna import Probe, backdoor, backdoor_tables, data, paper, plots, stimuli, templates, zoo
@@ -58,52 +47,33 @@ plots.setup()
 x_train, y_train = data.mnist(train=True)
 x_test, y_test = data.mnist(train=False)
 MNIST_ATTACKS = {"0→1": backdoor.ATTACKS["mnist_backdoor_0to1"], "8→9": backdoor.ATTACKS["mnist_backdoor_8to9"]}
-
-# %% tags=["remove-cell"]
-from myst_nb import glue
-
-glue("profile", profile, display=False)
-glue("n_samples", f"{n_samples:,}", display=False)
-glue("cifar_n_samples", f"{cifar_n_samples:,}", display=False)
-glue("cnn_epochs", cnn_epochs, display=False)
-glue("cifar_epochs", cifar_epochs, display=False)
-glue("cifar_width", float(cifar_width), display=False)
-glue("k", k, display=False)
+DIGITS = [str(c) for c in range(10)]
 
 # %% [markdown]
 # ## The poisoned training sets (Fig. 19)
 #
-# The first half (in index order) of the source class gets the patch, pixels
-# set to 1.0, and the target's label. The authors added 255 to uint8 images,
-# which wraps around where the digit already covers a patch pixel (the pixel
-# ends up one grey level darker, not white); the count of such images is
-# printed below. Fig. 19: the mean training digits, clean (top), then each
-# poisoned set (the patch shows in the target's mean, faintly in proportion
-# to the share of poisoned images in it).
+# The first half (index order) of the source class gets the patch (pixels set to 1.0) and the
+# target's label. The authors added 255 to uint8 images, which wraps around where the digit already
+# covers a patch pixel; "covered" counts such images. Fig. 19: the mean training digits of each
+# poisoned set (the patch shows faintly in the target's mean), then of the clean set.
 
 # %%
 for name, a in MNIST_ATTACKS.items():
     px, py, _ = backdoor.poison(x_train, y_train, a.patch, a.source, a.target, a.fraction)
-    plots.map_grid(templates.class_means(px, py, 10), [str(c) for c in range(10)],
-                   ncols=10, size=1.2, suptitle=f"mean digits, {name} poisoned training set");
-plots.map_grid(templates.class_means(x_train, y_train, 10), [str(c) for c in range(10)], ncols=10,
-               size=1.2, suptitle="mean digits, clean training set");
+    plots.map_grid(templates.class_means(px, py, 10), DIGITS, ncols=10, size=1.2,
+                   suptitle=f"mean digits, {name} poisoned training set");
+plots.map_grid(templates.class_means(x_train, y_train, 10), DIGITS, ncols=10, size=1.2,
+               suptitle="mean digits, clean training set");
 poisoned = backdoor_tables.poison_table(x_train, y_train, MNIST_ATTACKS)
-
-# %% tags=["hide-input"]
-for _, r in poisoned.iterrows():
-    print(f"{r['attack']}: {r['poisoned']:,} of {r['n source']:,} training {r['source']}s patched and "
-          f"relabelled {r['target']}; {r['covered']:,} of them had digit pixels under the patch")
-for key, value in backdoor_tables.glue_items(poisoned, {"poisoned": "poisoned", "covered": "covered"},
-                                             fmt=",").items():
-    glue(key, value, display=False)
+Markdown(poisoned.to_markdown(index=False))
 
 # %% [markdown]
-# ## The models
+# ## The models, and the attack works (Fig. 7A, confusion matrices)
 #
 # The paper's MNIST CNN, trained on the clean set and on each poisoned set by
-# the same recipe (`zoo`: Adam, batch 64, the authors' seed); test accuracy
-# on the clean test set.
+# the same recipe (`zoo`: Adam, batch 64, the authors' seed). Each attacked CNN
+# on the clean test set, and on the test set with every source digit patched
+# (rows: true class, columns: predicted; each row normalised).
 
 # %%
 cfg = dict(epochs=cnn_epochs, seed=train_seed, n_train=n_train)
@@ -111,21 +81,7 @@ models = {"clean": zoo.load("mnist_cnn", **cfg),
           "0→1": zoo.load("mnist_cnn_backdoor_0to1", **cfg),
           "8→9": zoo.load("mnist_cnn_backdoor_8to9", **cfg)}
 accuracy = backdoor_tables.accuracy_table(models)
-
-# %% tags=["hide-input"]
-for _, r in accuracy.iterrows():
-    print(f"{r['model']:6} CNN: clean test accuracy {r['test accuracy (%)']:.2f}%")
-for key, value in backdoor_tables.glue_items(accuracy, {"acc": "test accuracy (%)"}, digits=2).items():
-    glue(key, value, display=False)
-
-# %% [markdown]
-# ## The attack works (Fig. 7A, confusion matrices)
-#
-# Each attacked CNN on the clean test set, and on the test set with every
-# source digit patched (rows: true class, columns: predicted; each row
-# normalised).
-
-# %%
+success = backdoor_tables.success_table({n: models[n] for n in MNIST_ATTACKS}, x_test, y_test, MNIST_ATTACKS)
 rows = {}
 for name, a in MNIST_ATTACKS.items():
     patched_test = backdoor.poison(x_test, y_test, a.patch, a.source, a.target, 1.0)[0]
@@ -133,22 +89,18 @@ for name, a in MNIST_ATTACKS.items():
                   ("attacked, clean test", *backdoor.confusion(models[name], x_test, y_test)),
                   (f"attacked, {a.source}s patched", *backdoor.confusion(models[name], patched_test, y_test))]
 plots.confusion_matrices(rows, size=2.8);
-success = backdoor_tables.success_table({n: models[n] for n in MNIST_ATTACKS}, x_test, y_test, MNIST_ATTACKS)
 
 # %% tags=["hide-input"]
-for _, r in success.iterrows():
-    print(f"{r['model']}: {r['success (%)']:.2f}% of the {r['n source']} patched test {r['source']}s "
-          f"classified as {r['target']}")
-for key, value in backdoor_tables.glue_items(success, {"success": "success (%)"}, by="pair", digits=2).items():
-    glue(key, value, display=False)
 print(paper.compare("backdoor_8to9_patched", float(success.at["8to9", "success (%)"])))
+Markdown(accuracy.to_markdown(index=False, floatfmt=".2f") + "\n\n"
+         + success.to_markdown(index=False, floatfmt=".2f"))
 
 # %% [markdown]
 # ## The maps reveal the patch (Fig. 7A, right)
 #
 # White noise through each CNN; the classification images (mean noise per
-# predicted class, min-max normalised) of the clean CNN and the attacked ones.
-# Titles: the class and the number of noise images it received.
+# predicted class, min-max normalised). Titles: the class and the number of
+# noise images it received.
 
 # %%
 noise = stimuli.WhiteNoise((1, 28, 28))
@@ -162,11 +114,9 @@ for name, m in models.items():
 # %% [markdown]
 # ## The average gradient (Fig. 7D)
 #
-# The per-class mean of the input gradient of the cross-entropy loss over the
-# training images (grouped by label): the clean CNN on the clean set (top),
-# the 8→9 CNN on the clean set (middle), and the 8→9 CNN on the set with
-# every 8 patched and relabelled 9 (bottom). Positive (yellow): raising the
-# pixel raises the loss. The authors averaged the gradient of −p(label) over
+# The per-class mean input gradient of the cross-entropy loss over the training images (grouped by
+# label): the clean CNN, the 8→9 CNN, and the 8→9 CNN on the set with every 8 patched and relabelled
+# 9. Yellow: raising the pixel raises the loss. The authors averaged the gradient of −p(label) over
 # the correctly classified images; ours is the plain cross-entropy over all.
 
 # %%
@@ -179,28 +129,18 @@ gradients = {  # key: (title, map)
     "patched": ("8→9 CNN, 8s patched as 9", backdoor.average_gradient(models["8→9"], *all_patched[:2])),
 }
 for title, g in gradients.values():
-    plots.map_grid(g, [str(c) for c in range(10)], ncols=10, size=1.3, cmap="viridis",
-                   suptitle=title);
+    plots.map_grid(g, DIGITS, ncols=10, size=1.3, cmap="viridis", suptitle=title);
 
 # %% [markdown]
 # ## Turning "the map reveals the patch" into numbers
 #
-# **Energy.** For each class map, the mean squared contrast (the class's mean
-# noise minus the mean of all noise) on the patch's pixels, divided by that
-# off the patch: about 1 where the patch region is as active as the rest,
-# large where the map lights up on the patch. The same ratio for the average
-# gradients (the gradient itself squared). **Blind detector.** Without being
-# told where the patch is: each class's map, divided by its standard error,
-# is z-scored per pixel against the other classes' maps; the class's best
-# k×k window of that z (its median over the image subtracted, divided by its
-# spread) is its score, and the scores are z-scored against each other. The
-# detector flags the class with the largest z; "on patch" says whether its
-# window's centre lies on the patch's bounding box. The clean CNN is scored the
-# same way, with each attack's patch for the energy. **Patch z.** Told where
-# the patch is but not which class was attacked: each class map's mean on the
-# patch, in standard errors, z-scored against the other classes' (classes with
-# at least 20 noise images); "patch z flags" names the class with the largest.
-# The table also gives the share of the noise that goes to the target class.
+# **Energy** (`backdoor.patch_energy`): a class map's mean squared contrast on the patch over that off
+# it (about 1 where the patch is as active as the rest; for the gradients, the gradient squared).
+# **Patch z**: told where the patch but not which class, each class map's mean on the patch, in
+# standard errors, z-scored against the other classes' (those with at least 20 noise images).
+# **Blind detector** (`backdoor.detect`): not told where the patch is, each class's best k×k window
+# of its per-pixel z against the other classes, z-scored against theirs; "on patch": the flagged
+# window's centre lies on the patch's bounding box. The clean CNN is scored with each attack's patch.
 
 # %%
 table = backdoor_tables.score_table([("clean", maps["clean"], a) for a in MNIST_ATTACKS.values()]
@@ -208,21 +148,15 @@ table = backdoor_tables.score_table([("clean", maps["clean"], a) for a in MNIST_
 grad_energy = backdoor_tables.gradient_energy({key: g for key, (_, g) in gradients.items()}, a89.patch)
 
 # %% tags=["hide-input"]
-Markdown(table.round(2).to_markdown(index=False))
-
-# %% tags=["hide-input"]
-for key, r in grad_energy.iterrows():
-    print(f"average gradient, {gradients[key][0]}: energy ratio on the bracket, class 8 {r['energy8']:.2f}, "
-          f"class 9 {r['energy9']:.2f}")
+Markdown(table.round(2).to_markdown(index=False) + "\n\nAverage gradients, energy ratio on the bracket:\n\n"
+         + grad_energy.rename(index={k: t for k, (t, _) in gradients.items()}).to_markdown(floatfmt=".2f"))
 
 # %% [markdown]
 # ## CIFAR-10: birds with an H become cats (Fig. 7B, Fig. 18)
 #
-# The CIFAR-10 CNN of Fig. 11 (width `cifar_width`), trained by the same
-# recipe on the clean and on the poisoned training set (half of the birds
-# with the H, relabelled cat; training uses random crops and flips, so the H
-# also appears shifted and mirrored). Confusion matrices on the clean test
-# set and on the test set with every bird patched, then the maps.
+# The CIFAR-10 CNN of Fig. 11 (width `cifar_width`), trained by the same recipe on the clean and the
+# poisoned set (random crops and flips also shift and mirror the H). Confusion matrices on the clean
+# test set and with every bird patched, then the maps.
 
 # %%
 cx_test, cy_test = data.cifar10(train=False)
@@ -232,13 +166,10 @@ cifar = {"clean": zoo.load("cifar_cnn", **cfg),
 ah = backdoor.ATTACKS["cifar10_backdoor_bird_cat"]
 birds_patched = backdoor.poison(cx_test, cy_test, ah.patch, ah.source, ah.target, 1.0)[0]
 cifar_success = backdoor_tables.success_table(cifar, cx_test, cy_test, {n: ah for n in cifar})
-cifar_success["test accuracy (%)"] = backdoor_tables.accuracy_table(cifar)["test accuracy (%)"]
 plots.confusion_matrices({n: [("clean test", *backdoor.confusion(m, cx_test, cy_test)),
                               ("all birds patched", *backdoor.confusion(m, birds_patched, cy_test))]
                           for n, m in cifar.items()},
                          class_names=list(data.CIFAR10_CLASSES), size=3.2);
-
-# %%
 cifar_maps, cifar_noise = {}, stimuli.WhiteNoise((3, 32, 32))
 for name, m in cifar.items():
     with Probe(m, batch_size=batch_size) as p:
@@ -250,22 +181,24 @@ for name, m in cifar.items():
 cifar_table = backdoor_tables.score_table([(n, ci, ah) for n, ci in cifar_maps.items()], k=k)
 
 # %% tags=["hide-input"]
-for _, r in cifar_success.iterrows():
-    print(f"{r['model']} CIFAR-10 CNN: clean test accuracy {r['test accuracy (%)']:.2f}%; patched birds "
-          f"classified as cat: {r['success (%)']:.2f}%")
-Markdown(cifar_table.round(2).to_markdown(index=False))
+Markdown(cifar_success.to_markdown(index=False, floatfmt=".2f") + "\n\n"
+         + cifar_table.round(2).to_markdown(index=False))
 
 # %% tags=["remove-cell"]
-both = pd.concat([table, cifar_table])
-items = {**backdoor_tables.glue_items(both, {"share": "noise to target (%)"}, digits=3),
-         **backdoor_tables.glue_items(both, {
-             "energy": "energy ratio, target", "energy_others": "energy ratio, other classes (max)",
-             "flag": "detector flags", "pz": "patch z, target", "pzflag": "patch z flags",
-             "pzmax": "its patch z", "z": "z", "onpatch": "on patch"}, digits=2),
-         **backdoor_tables.glue_items(grad_energy, {"grad_energy8": "energy8", "grad_energy9": "energy9"},
-                                      digits=2),
-         **backdoor_tables.glue_items(cifar_success, {"cifar_acc": "test accuracy (%)",
-                                                      "cifar_success": "success (%)"}, digits=2)}
-for key, value in items.items():
+from myst_nb import glue
+
+both, items = pd.concat([table, cifar_table]), backdoor_tables.glue_items
+glued = {"profile": profile, "n_samples": f"{n_samples:,}", "cifar_n_samples": f"{cifar_n_samples:,}",
+         "cnn_epochs": cnn_epochs, "cifar_epochs": cifar_epochs, "cifar_width": float(cifar_width), "k": k,
+         "n_gradient": f"{n_g:,}",
+         **items(poisoned, {"poisoned": "poisoned", "covered": "covered"}, fmt=","),
+         **items(accuracy, {"acc": "test accuracy (%)"}, digits=2),
+         **items(success, {"success": "success (%)"}, by="pair", digits=2),
+         **items(both, {"share": "noise to target (%)"}, digits=3),
+         **items(both, {"energy": "energy ratio, target", "energy_others": "energy ratio, other classes (max)",
+                        "flag": "detector flags", "pz": "patch z, target", "pzflag": "patch z flags",
+                        "pzmax": "its patch z", "z": "z", "onpatch": "on patch"}, digits=2),
+         **items(grad_energy, {"grad_energy8": "energy8", "grad_energy9": "energy9"}, digits=2),
+         **items(cifar_success, {"cifar_acc": "test accuracy (%)", "cifar_success": "success (%)"}, digits=2)}
+for key, value in glued.items():
     glue(key, value, display=False)
-glue("n_gradient", f"{n_g:,}", display=False)
