@@ -126,8 +126,9 @@ for direction in directions:
 #
 # ## Threshold shifts
 #
-# Each curve is fitted with a cumulative Gaussian by psignifit 4 (Bayesian, guess and lapse fixed at
-# 0: `wna.stimulation.fit_curve`). The shift is the MAP threshold (the g at which half the stimuli
+# Each curve is fitted with a cumulative Gaussian by psignifit 4 (Bayesian; guess, lapse and
+# overdispersion fixed at 0, since a network does not lapse and its trials are exactly binomial; a
+# grid fine enough for curves of thousands of trials: `wna.stimulation.fit_curve`). The shift is the MAP threshold (the g at which half the stimuli
 # are called the target) at k = {glue:text}`k_max:d` minus that at k = 0, with a 95% interval from
 # the two credible intervals; negative is a move to the left. Where psignifit cannot serve (a flat
 # curve, or psignifit not installed) the maximum-likelihood fit (`fit_psychometric`) stands in: the

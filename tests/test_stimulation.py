@@ -282,6 +282,9 @@ def test_psignifit_finds_the_known_threshold_of_a_clean_curve_like_the_ml_fit():
     assert abs(ps.threshold - 0.4) < 0.01 and abs(ps.threshold - ml.threshold) < 0.003, (ps.threshold, ml.threshold)
     assert abs(ps.scale / 0.08 - 1) < 0.1 and ps.threshold_ci[0] < 0.4 < ps.threshold_ci[1]
     assert ps.guess == ps.lapse == 0 and not ps.at_bound and not ps.extrapolated
+    # the credible interval is as wide as the likelihood's (psignifit's default 40 x 40 grid: 1.4 times)
+    width = (ps.threshold_ci[1] - ps.threshold_ci[0]) / (ml.threshold_ci[1] - ml.threshold_ci[0])
+    assert 0.8 < width < 1.2, width
 
 
 def test_without_psignifit_or_for_a_flat_curve_the_fit_is_maximum_likelihood_with_a_note(monkeypatch):
