@@ -185,9 +185,14 @@ Markdown(cifar_success.to_markdown(index=False, floatfmt=".2f") + "\n\n"
          + cifar_table.round(2).to_markdown(index=False))
 
 # %% tags=["remove-cell"]
+import functools
+
 from myst_nb import glue
 
-both, items = pd.concat([table, cifar_table]), backdoor_tables.glue_items
+from wna.tables import glue_items
+
+both = pd.concat([table, cifar_table])
+items = functools.partial(glue_items, name="{column}_{row}")  # keys: stem_rowkey
 glued = {"profile": profile, "n_samples": f"{n_samples:,}", "cifar_n_samples": f"{cifar_n_samples:,}",
          "cnn_epochs": cnn_epochs, "cifar_epochs": cifar_epochs, "cifar_width": float(cifar_width), "k": k,
          "n_gradient": f"{n_g:,}",

@@ -59,7 +59,8 @@ import numpy as np
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, zoo
-from wna.shifts import ARROWS, direction_counts, fit_counts, glue_items, shift_grid, shift_table, sweep_totals
+from wna.shifts import ARROWS, direction_counts, fit_counts, shift_grid, shift_table, sweep_totals
+from wna.tables import glue_items
 from wna.stimulation import paper_delta, psychometric_curves
 
 plots.setup()
@@ -193,7 +194,7 @@ Markdown(shift_grid(btable, ["pair", "digit"], ["layer", "direction"]).to_markdo
 # %% tags=["hide-input"]
 print(bcounts.to_string())
 print(fit_counts(btable).to_string())
-for key, value in glue_items(bcounts, ["left", "right", "n"], prefix="binary").items():
+for key, value in glue_items(bcounts, ["left", "right", "n"], name="binary_{row}_{column}").items():
     glue(key, value, display=False)
 bnofit = [f"{d} ({pr}, {100 * r.noise:.1f}% of pure noise called {d})" for (pr, _, _, d), r
           in btable.query("layer == 'fc1' and direction == 'increase' and moved == 'no fit'").iterrows()]

@@ -4,7 +4,6 @@ from types import SimpleNamespace
 
 import math
 
-import pandas as pd
 import pytest
 import torch
 
@@ -109,12 +108,3 @@ def test_gradient_energy_per_map_and_class():
     assert list(t.index) == ["clean", "patched"] and list(t.columns) == ["energy8", "energy9"]
     assert t.loc["clean"].tolist() == [1.0, 1.0]
     assert t.loc["patched"].tolist() == [4.0, 1.0]
-
-
-def test_glue_items_names_stem_underscore_key():
-    t = pd.DataFrame({"a": [1.23456, 2.0], "n": [1234, 5], "pair": ["01", "89"]}, index=["x", "y"])
-    assert backdoor_tables.glue_items(t, {"A": "a", "N": "n"}, digits=2) == {
-        "A_x": 1.23, "N_x": 1234, "A_y": 2.0, "N_y": 5}
-    items = backdoor_tables.glue_items(t, {"N": "n"}, by="pair", fmt=",")
-    assert items == {"N_01": "1,234", "N_89": "5"}
-    assert type(backdoor_tables.glue_items(t, {"N": "n"})["N_x"]) is int  # a plain Python number

@@ -7,10 +7,9 @@ shift; all hits or all misses: flat, no threshold) built by hand, not by a netwo
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from wna.shifts import direction_counts, fit_counts, glue_items, shift_grid, shift_table, sweep_totals
+from wna.shifts import direction_counts, fit_counts, shift_grid, shift_table, sweep_totals
 from wna.stimulation import PsychometricCurves, psychometric_function
 
 X, N = np.linspace(0, 1, 21), np.full(21, 400)
@@ -64,16 +63,6 @@ def test_direction_counts_counts_left_and_right_by_hand(table):
     shifts = table.xs(("fc1", "decrease"), level=["layer", "direction"])["shift"]
     assert down["median"] == pytest.approx((shifts.iloc[0] + shifts.iloc[1]) / 2)  # two values: their mean
     assert math.isnan(conv["median"])
-
-
-def test_glue_items_names_cells_by_one_rule_with_plain_types(table):
-    counts = direction_counts(table, ["layer", "direction"])
-    items = glue_items(counts, ["left", "median"], prefix="binary", digits=3)
-    assert items["binary_fc1_increase_left"] == 2 and type(items["binary_fc1_increase_left"]) is int
-    assert items["binary_fc1_increase_median"] == round(float(counts.at[("fc1", "increase"), "median"]), 3)
-    assert type(items["binary_fc1_increase_median"]) is float
-    assert set(items) == {f"binary_{a}_{b}_{c}" for a, b in counts.index for c in ("left", "median")}
-    assert glue_items(pd.DataFrame({"x": [1.23456]}, index=["a"]), ["x"]) == {"a_x": 1.23456}
 
 
 def test_shift_grid_lays_out_the_text_with_empty_cells_for_panels_not_run(table):

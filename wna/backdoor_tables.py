@@ -4,8 +4,8 @@
 :func:`success_table` say how the attacked models behave (Fig. 7A, Fig. 18), :func:`score_table`
 turns "the map reveals the patch" into numbers (energy on the patch, patch z, the blind detector of
 :func:`wna.backdoor.detect`) and :func:`gradient_energy` does the same for the average gradients
-(Fig. 7D). Every table has one row per item, indexed by its key; :func:`glue_items` names the cells
-the book glues by one rule, ``"{stem}_{key}"``.
+(Fig. 7D). Every table has one row per item, indexed by its key; :func:`wna.tables.glue_items` names the
+cells the book glues by one rule (here ``"{stem}_{key}"``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from .backdoor import Attack, Patch, detect, patch_energy, poison, success
 
 __all__ = ["model_key", "poison_table", "accuracy_table", "success_table", "scores", "score_table",
-           "gradient_energy", "glue_items"]
+           "gradient_energy"]
 
 
 def model_key(name: str) -> str:
@@ -120,23 +120,3 @@ def gradient_energy(gradients: Mapping[str, torch.Tensor], patch: Patch,
         ratio = patch_energy(g, patch)["ratio"]
         rows.append({"key": key, **{f"energy{c}": float(ratio[c]) for c in classes}})
     return pd.DataFrame(rows).set_index("key")
-
-
-def glue_items(table: pd.DataFrame, columns: Mapping[str, str], *, by: str | None = None,
-               digits: int | None = None, fmt: str | None = None) -> dict:
-    """``{f"{stem}_{key}": value}`` for ``stem, column`` in ``columns`` and each row of ``table``.
-
-    ``key`` is the row's index value, or its ``by`` column. Values are plain Python objects: floats
-    rounded to ``digits`` when given, then every value formatted with ``format(value, fmt)`` when
-    ``fmt`` is given (``","``: thousands separators).
-    """
-    out = {}
-    for idx in table.index:
-        key = idx if by is None else table.at[idx, by]
-        for stem, col in columns.items():
-            value = table.at[idx, col]
-            value = value.item() if hasattr(value, "item") else value
-            if isinstance(value, float) and digits is not None:
-                value = round(value, digits)
-            out[f"{stem}_{key}"] = value if fmt is None else format(value, fmt)
-    return out

@@ -8,8 +8,9 @@ shift at the largest k against k = 0, its interval, which way the curve moved)
 in one row; :func:`direction_counts` counts the left and right shifts per
 layer and direction (the paper's claim: fc stimulation moves every digit's
 curve left, inhibition right); :func:`shift_grid` lays the shifts out as the
-notebook's table; :func:`fit_counts` says which fit gave the shifts; :func:`sweep_totals` gives the stimuli, seconds and rate of
-the sweep; :func:`glue_items` names a table's cells by one rule.
+notebook's table; :func:`fit_counts` says which fit gave the shifts;
+:func:`sweep_totals` gives the stimuli, seconds and rate of the sweep.
+:func:`wna.tables.glue_items` names their cells for the notebook's glue.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import pandas as pd
 from .stimulation import PsychometricCurves, shift_summary
 
 __all__ = ["ARROWS", "LEFT", "RIGHT", "shift_table", "direction_counts", "fit_counts", "shift_grid",
-           "sweep_totals", "glue_items"]
+           "sweep_totals"]
 
 ARROWS = {"left": "←", "right": "→", "none": "·", "left (flat)": "flat ←", "right (flat)": "flat →",
           "no fit": "no fit"}  # the notebook's symbol for each direction of shift_summary
@@ -126,22 +127,3 @@ def sweep_totals(table: pd.DataFrame) -> pd.DataFrame:
     stimuli, seconds = int(table["stimuli"].sum()), float(table["seconds"].sum())
     return pd.DataFrame({"stimuli": [stimuli], "seconds": [seconds],
                          "stimuli_per_second": [stimuli / seconds if seconds > 0 else np.nan]})
-
-
-def glue_items(table: pd.DataFrame, columns: Sequence[str], *, prefix: str | None = None,
-               digits: int | None = None) -> dict:
-    """``{name: value}`` for the cells of ``columns``: the name joins ``prefix``, the row's index
-    values and the column with "_" (``("fc1", "increase")`` and "left" give "fc1_increase_left").
-
-    Values are plain Python numbers (floats rounded to ``digits`` when given).
-    """
-    out = {}
-    for idx in table.index:
-        parts = ([prefix] if prefix else []) + [str(v) for v in (idx if isinstance(idx, tuple) else (idx,))]
-        for col in columns:
-            value = table.at[idx, col]  # one cell: an int column stays int
-            value = value.item() if hasattr(value, "item") else value
-            if isinstance(value, float) and digits is not None:
-                value = round(value, digits)
-            out["_".join(parts + [str(col)])] = value
-    return out
