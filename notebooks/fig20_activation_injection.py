@@ -58,14 +58,14 @@ batch_size = 4096
 profile = "paper"
 
 # %%
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from wna import Probe, data, plots, stimuli, zoo
 from wna.activations import INPUT, channel_maps, data_activations, injection_sweep, noise_activations
-from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_summary, first_correct,
-                                 flip_gamma, flip_panels, layer_glue, layer_table, noise_counts, top_layers)
+from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_grid, ease_summary,
+                                 first_correct, flip_gamma, flip_panels, layer_glue, layer_table, noise_counts,
+                                 top_layers)
 from wna.plots import plot_ratios
 
 plots.setup()
@@ -79,7 +79,6 @@ INJECT = ["conv3", "conv2", "conv1", INPUT]  # Fig. 21: conv6, conv4, conv2, inp
 
 # %% tags=["remove-cell"]
 from myst_nb import glue
-
 
 
 def glue_all(values: dict, heading: str | None = None):  # glue each value; print them under a heading
@@ -141,18 +140,7 @@ for layer in LAYERS:
 layers = layer_table(noise, real, PAPER_NAMES)
 tops = top_layers(layers)
 
-# %%
-fig, axes = plt.subplots(1, 3, figsize=(11, 3))
-panels = {"mean L2 distance between classes": {"noise": "dist_noise", "real": "dist_real"},
-          "the same, per unit": {"noise": "unit_noise", "real": "unit_real"},
-          "cosine(noise mean, real mean)": {"means": "cos", "contrasts": "ccos"}}
-for ax, (title, cols) in zip(axes, panels.items()):
-    table = layers.set_index("paper")[list(cols.values())].set_axis(list(cols), axis=1).rename_axis(None)
-    table.plot.bar(ax=ax, rot=0) if "means" in cols else table.plot(ax=ax, marker="o")
-    ax.set_title(title, fontsize=9)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=8)
-fig.tight_layout()
+plots.layer_panels(layers);
 
 # %% tags=["hide-input"]
 print(layers.round(4).to_string())
@@ -193,10 +181,7 @@ ranks = class_ease(cells)
 summary = ease_summary(ranks, CLASSES, {"cat": 3, "bird": 2, "horse": 7})
 
 # %% tags=["hide-input"]
-grid = cells.pivot(index="cls", columns="paper", values=["ease", "fool"])
-grid.columns = [f"{k} {la}" for k, la in grid.columns]
-print(grid.join(ranks[["ease", "strongest", "rank"]]).rename(index=dict(enumerate(CLASSES)))
-      .round(3).to_string())
+print(ease_grid(cells, ranks, CLASSES).round(3).to_string())
 glue_all(ease_glue(cells, ranks))
 glue_all(summary, "Fig. 21 in words")
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from wna.activations import ActivationMeans, InjectionSweep
-from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_summary, first_correct,
+from wna.injection_tables import (class_ease, claims, ease_cells, ease_glue, ease_grid, ease_summary, first_correct,
                                   flip_gamma, flip_panels, injected_class, layer_glue, layer_table,
                                   noise_counts, top_layers)
 
@@ -89,6 +89,11 @@ def test_classes_ranked_and_summarised_by_hand(sweeps):
     assert g["ease_1"] == "0.450" and g["strongest_1"] == "L2"
     assert g["ease_2_l2"] == "—" and g["ease_2"] == "—" and g["strongest_2"] == "no noise image"
     assert len(g) == 3 * 2 * 2 + 3 * 2
+    grid = ease_grid(cells, t, NAMES)
+    assert list(grid.index) == list(NAMES[:3]) and list(grid.columns) == [
+        "ease L1", "ease L2", "fool L1", "fool L2", "ease", "strongest", "rank"]
+    assert grid.at["a", "ease L1"] == pytest.approx(1.6 / 3) and grid.at["b", "fool L2"] == 0.5
+    assert grid.at["b", "rank"] == 1 and np.isnan(grid.at["c", "ease L2"])
 
 
 def test_claims_by_hand(sweeps):

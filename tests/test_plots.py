@@ -31,3 +31,16 @@ def test_map_grid_normalises_each_map_to_its_own_range_by_default():
     for ax in fig.axes:
         data = np.asarray(ax.images[0].get_array())
         assert data.min() == 0.0 and data.max() == 1.0
+
+
+def test_layer_panels_draw_fig20s_bottom_row_from_the_layer_table():
+    import pandas as pd
+    from wna.plots import layer_panels
+    layers = pd.DataFrame({"paper": ["input", "fc"], "dist_noise": [1.0, 2.0], "dist_real": [1.5, 3.0],
+                           "unit_noise": [0.1, 0.2], "unit_real": [0.2, 0.3], "cos": [0.5, 0.9],
+                           "ccos": [0.1, 0.7]}, index=["input", "fc_layer1"])
+    fig = layer_panels(layers)
+    a, b, c = fig.axes
+    assert list(a.lines[1].get_ydata()) == [1.5, 3.0] and list(b.lines[0].get_ydata()) == [0.1, 0.2]
+    assert sorted(round(p.get_height(), 3) for p in c.patches) == [0.1, 0.5, 0.7, 0.9]
+    assert [t.get_text() for t in a.get_legend().get_texts()] == ["noise", "real"]

@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 
 from .activations import INPUT, ActivationMeans, inject, mean_class_distance
+from .templates import cosines
 
-__all__ = ["NOT_MEASURED", "noise_counts", "layer_table", "top_layers", "layer_glue", "ease_cells", "class_ease",
+__all__ = ["NOT_MEASURED", "noise_counts", "layer_table", "top_layers", "layer_glue", "ease_cells", "class_ease", "ease_grid",
            "ease_summary", "ease_glue", "first_correct", "flip_gamma", "injected_class", "flip_panels", "claims"]
 
 NOT_MEASURED = "—"  # a glued cell of a class without a noise image (or a γ that never fools)
@@ -33,10 +34,6 @@ def noise_counts(noise: ActivationMeans, classes) -> dict:
     top = int(noise.count.argmax())
     return {"empty_classes": ", ".join(empty) or "none", "n_empty": len(empty), "top_name": classes[top],
             "top_share": round(100 * float(noise.count[top]) / noise.n, 1)}
-
-
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return torch.nn.functional.cosine_similarity(a.flatten(1), b.flatten(1), dim=1)
 
 
 def layer_table(noise: ActivationMeans, real: ActivationMeans, names: dict) -> pd.DataFrame:
@@ -58,8 +55,8 @@ def layer_table(noise: ActivationMeans, real: ActivationMeans, names: dict) -> p
 
     rows = {la: {"paper": names[la], "dist_noise": dist[0][la], "dist_real": dist[1][la],
                  "unit_noise": unit[0][la], "unit_real": unit[1][la],
-                 "cos": float(_cosine(nm[la][has], rm[la][has]).mean()),
-                 "ccos": float(_cosine(contrast(nm[la]), contrast(rm[la])).mean())} for la in names}
+                 "cos": float(cosines(nm[la][has], rm[la][has]).mean()),
+                 "ccos": float(cosines(contrast(nm[la]), contrast(rm[la])).mean())} for la in names}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("layer")
 
 
@@ -117,6 +114,15 @@ def class_ease(cells: pd.DataFrame) -> pd.DataFrame:
     for i, c in enumerate(ranked):
         table.at[c, "rank"] = i + 1
     return table
+
+
+def ease_grid(cells: pd.DataFrame, table: pd.DataFrame, classes) -> pd.DataFrame:
+    """Fig. 21 as one table, a row per class (named by ``classes``): the ease and fooling γ at each
+    layer (columns ``"ease <layer>"``, ``"fool <layer>"``, the paper's layer names) beside
+    :func:`class_ease`'s ``ease``, ``strongest`` and ``rank``."""
+    grid = cells.pivot(index="cls", columns="paper", values=["ease", "fool"])
+    grid.columns = [f"{k} {la}" for k, la in grid.columns]
+    return grid.join(table[["ease", "strongest", "rank"]]).rename(index=dict(enumerate(classes)))
 
 
 def ease_summary(table: pd.DataFrame, classes, named: dict) -> dict:

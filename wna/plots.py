@@ -12,7 +12,7 @@ import torch
 
 __all__ = ["map_grid", "map_titles", "confusion_matrices", "binary_cells_grid", "convergence", "standard_errors",
            "class_shares", "psychometric_grid", "save", "setup",
-           "plot_examples", "plot_histograms", "plot_rates", "plot_ratios"]
+           "plot_examples", "plot_histograms", "plot_rates", "plot_ratios", "layer_panels"]
 
 
 def setup() -> None:
@@ -362,4 +362,22 @@ def plot_ratios(sweeps: dict, class_names, size=(3.0, 2.6)):
     handles, labels = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7)
     fig.tight_layout(rect=(0, 0, 1 - 1.0 / (size[0] * len(sweeps) + 1.2), 1))
+    return fig
+
+
+def layer_panels(layers, size=(11.0, 3.0)):
+    """Fig. 20's bottom panels from :func:`wna.injection_tables.layer_table`, one point per layer (the
+    paper's names): the mean L2 distance between classes (noise, real), the same per unit, and the
+    cosine between a class's mean noise and mean real activation (raw means, contrasts) as bars."""
+    fig, axes = plt.subplots(1, 3, figsize=size)
+    panels = {"mean L2 distance between classes": {"noise": "dist_noise", "real": "dist_real"},
+              "the same, per unit": {"noise": "unit_noise", "real": "unit_real"},
+              "cosine(noise mean, real mean)": {"means": "cos", "contrasts": "ccos"}}
+    for ax, (title, cols) in zip(axes, panels.items()):
+        table = layers.set_index("paper")[list(cols.values())].set_axis(list(cols), axis=1).rename_axis(None)
+        table.plot.bar(ax=ax, rot=0) if "means" in cols else table.plot(ax=ax, marker="o")
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
