@@ -14,6 +14,10 @@ Modules, one per idea of the paper, from the bottom up:
   :mod:`wna.stimulation` (micro-stimulation), :mod:`wna.attack` (bias-map
   attacks), :mod:`wna.backdoor` (patch backdoors) and :mod:`wna.activations`
   (mean layer activations, activation injection);
+- their analysis as tables for the book: :mod:`wna.shifts` (Fig. 9),
+  :mod:`wna.attack_tables` (Fig. 6, Table 2), :mod:`wna.backdoor_tables`
+  (Fig. 7), :mod:`wna.injection_tables` (Figs. 20, 21) and :mod:`wna.tables`
+  (one rule that names a table's cells for the glue);
 - :mod:`wna.plots`, :mod:`wna.paper` (the paper's printed numbers),
   :mod:`wna.run` (the notebook runner) and :mod:`wna.cli` (the ``wna`` command).
 """
