@@ -67,7 +67,10 @@ def test_fig02_glues_every_number_the_report_uses(smoke_book):
     used = {}
     for nb_name, key, _ in GLUE.findall(report):
         used.setdefault(nb_name, set()).add(key)
-    assert set(used) == {p.stem for p in runner.find_notebooks(root=ROOT)}
+    chapters = {p.stem for p in runner.find_notebooks(root=ROOT)}
+    # every paper figure and table reaches the report; the book's own chapters (the speed of this
+    # build: the machine's timings, different on every run) stay out of it
+    assert set(used) == {c for c in chapters if c.startswith(("fig", "table"))} and "performance" in chapters
     for nb_name, keys in used.items():
         nb = nbformat.read(smoke_book / "book" / "executed" / f"{nb_name}.ipynb", as_version=4)
         glued = _glue_keys(nb)
