@@ -48,7 +48,7 @@ cnn = zoo.load("mnist_cnn", epochs=cnn_epochs, n_train=n_train)
 # ## The probe on the paper's MNIST CNN
 #
 # The reference loop is written the way the authors' notebooks did it:
-# batches of $10^4$, a softmax inside the model, and per-batch
+# batches of 10,000, a softmax inside the model, and per-batch
 # confidence-weighted class means. The probe draws the same kind of noise
 # in seeded batches through a fast copy of the model. Each fast path must
 # give the plain fp32 model's counts and sums, and the run checks that.
