@@ -40,7 +40,7 @@ import hashlib, json, sys, torch
 n = int(sys.argv[1])
 if n:
     torch.set_num_threads(n)
-from wna import training, zoo
+from wna import zoo
 before = torch.get_num_threads()
 m = zoo.load("mnist_cnn", progress=False, epochs=1, n_train=1000, seed=3)
 h = hashlib.sha256()
