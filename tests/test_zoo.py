@@ -2,13 +2,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 import yaml
 
 from conftest import ROOT
-from wna import training, zoo
+from wna import paths, training, zoo
 
 
 def _same_weights(a, b):
@@ -32,6 +33,40 @@ def test_training_is_deterministic_and_cached(tmp_path, monkeypatch, mnist_avail
     assert 0.5 < a.test_accuracy < 1.0
     # another config has another checkpoint
     assert zoo.checkpoint_path("mnist_cnn", epochs=1, n_train=1000, seed=4) != path
+
+
+
+def test_a_model_being_trained_elsewhere_is_waited_for_not_trained_twice(tmp_path, monkeypatch,
+                                                                        mnist_available):
+    """Two notebooks run side by side that need one model: the second reads the first's checkpoint."""
+    monkeypatch.setenv("WNA_CACHE", str(tmp_path))
+    cfg = dict(epochs=1, n_train=500, seed=5)
+    first = zoo.load("mnist_logreg", progress=False, **cfg)
+    path = zoo.checkpoint_path("mnist_logreg", **cfg)
+    saved = path.read_bytes()
+    path.unlink()
+
+    def trained_again(*args, **kwargs):
+        raise AssertionError("trained a model whose checkpoint another process was writing")
+
+    monkeypatch.setattr(zoo, "train", trained_again)
+    got, errors = {}, []
+
+    def second():
+        try:
+            got["model"] = zoo.load("mnist_logreg", progress=False, **cfg)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    with paths.cache_lock(path):  # "another process" is training it
+        waiter = threading.Thread(target=second)
+        waiter.start()
+        waiter.join(0.5)
+        assert waiter.is_alive() and not errors  # it waits on the lock
+        path.write_bytes(saved)  # the other process's checkpoint lands
+    waiter.join(60)
+    assert not errors, errors
+    assert _same_weights(first, got["model"]) and got["model"].test_accuracy == first.test_accuracy
 
 
 # Trains in a fresh process started with a given thread setting; prints the weights' hash.

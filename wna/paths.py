@@ -14,10 +14,11 @@ that reads data, so that none of them imports another to raise them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
-__all__ = ["DataNotFoundError", "DataCorruptError", "data_root", "cache_dir"]
+__all__ = ["DataNotFoundError", "DataCorruptError", "data_root", "cache_dir", "cache_lock"]
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -39,3 +40,28 @@ def cache_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "wna"
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path):
+    """Hold an exclusive lock on ``path`` (through ``.locks/<name>.lock`` beside it) for the block.
+
+    Processes that would make the same cached file (two notebooks run side by
+    side that need the same model, say) take turns: the second waits, then
+    finds the file made and reads it instead of making it again. An advisory
+    POSIX lock (``fcntl.flock``), released by the system if the holder dies;
+    where there is none (Windows) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    lock = Path(path).parent / ".locks" / (Path(path).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

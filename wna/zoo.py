@@ -37,7 +37,7 @@ import torch
 
 from . import backdoor, data, training
 from ._checks import load_torch
-from .paths import cache_dir
+from .paths import cache_dir, cache_lock
 from .training import (GENERATIVE, Recipe, binary_subset, evaluate, random_crop_flip,  # noqa: F401 (re-exported)
                        reconstruction_error)
 
@@ -176,7 +176,20 @@ def load(name: str, progress: bool = True, retrain: bool = False, **config) -> t
     """
     r = recipe(name, **config)
     path = checkpoint_path(name, **config)
-    if path.is_file() and not retrain:
+    trained = False
+    if retrain or not path.is_file():
+        # Another process (a notebook run beside this one) may be training the same model:
+        # wait for it and read its checkpoint rather than training it a second time.
+        with cache_lock(path):
+            if retrain or not path.is_file():
+                model, record = train(r, progress=progress)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                torch.save({"state_dict": model.state_dict(), "recipe": asdict(r), "record": record},
+                           tmp)
+                os.replace(tmp, path)
+                trained = True
+    if not trained:
         todo = f"delete it, or call zoo.load({name!r}, retrain=True), to train the model again"
         ckpt = load_torch(path, "zoo model checkpoint", todo, weights_only=False)
         with torch.random.fork_rng(devices=[]):  # throw-away initial weights: caller's RNG untouched
@@ -187,12 +200,6 @@ def load(name: str, progress: bool = True, retrain: bool = False, **config) -> t
         except (KeyError, TypeError, RuntimeError) as exc:
             raise ValueError(f"{path} is not a {name} zoo model checkpoint ({type(exc).__name__}: "
                              f"{str(exc)[:200]}); {todo}") from None
-    else:
-        model, record = train(r, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"state_dict": model.state_dict(), "recipe": asdict(r), "record": record}, tmp)
-        os.replace(tmp, path)
     model.eval()
     model.test_accuracy = record["test_accuracy"]
     model.test_mse = record.get("test_mse")
