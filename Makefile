@@ -1,9 +1,11 @@
 # make test   the test suite (minutes)         make book   every notebook at the ci profile, then the HTML book
+#   (JOBS=2 notebooks side by side by default; JOBS=1 runs them one after another, same numbers)
 # make test-slow   the slow tests: book build, torchrun, compile/ONNX exports, ci-profile accuracies
 # All create .venv with the pinned dependencies when it is missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= ci
+JOBS ?= 2
 export WNA_DATA ?= data
 export WNA_CACHE ?= $(CURDIR)/.cache/wna
 
@@ -27,7 +29,7 @@ test-slow: $(STAMP)
 	$(VENV)/bin/python -m pytest -m slow
 
 notebooks: $(STAMP)
-	$(VENV)/bin/wna run --profile $(PROFILE) --no-progress
+	$(VENV)/bin/wna run --profile $(PROFILE) --no-progress --jobs $(JOBS)
 
 html: $(STAMP)
 	$(VENV)/bin/jupyter-book build --all -W -n --keep-going .

@@ -1,6 +1,7 @@
 """Every notebook at the smoke profile, and the book built from them (-W -n: warnings fail)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,8 +25,7 @@ def smoke_book(tmp_path_factory, mnist_available):
         shutil.copy(ROOT / f, site / f)
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("executed"))
     out = site / "book" / "executed"
-    for nb in runner.find_notebooks(root=ROOT):
-        runner.run_notebook(nb, "smoke", out_dir=out, root=ROOT, progress=False)
+    runner.run_notebooks(profile="smoke", out_dir=out, progress=False, jobs=2)  # as `make book` runs them
     return site
 
 
@@ -231,3 +231,46 @@ def test_paper_compare_lines():
         "3, 8 over 3 runs (paper 8; 2 of 3 agree)")
     with pytest.raises(KeyError, match="not a paper number"):
         paper.compare("no_such_key", 1.0, glue=False)
+
+
+def _tiny_project(root: Path, notebooks: dict) -> None:
+    """A project folder with the given notebooks (name -> code after the parameters cell)."""
+    (root / "notebooks" / "profiles").mkdir(parents=True)
+    for p in runner.PROFILES:
+        (root / "notebooks" / "profiles" / f"{p}.yml").write_text("{}\n")
+    for name, code in notebooks.items():
+        (root / "notebooks" / f"{name}.py").write_text(
+            "# %% tags=[\"parameters\"]\nprofile = 'paper'\n\n# %%\nimport os, pathlib, time\n" + code)
+
+
+_WAIT_FOR = """
+pathlib.Path('started-{me}').touch()
+t0 = time.monotonic()
+while not pathlib.Path('started-{other}').exists():  # only if both kernels run at once
+    assert time.monotonic() - t0 < 120, 'ran alone'
+    time.sleep(0.05)
+pathlib.Path('threads-{me}').write_text(os.environ.get('OMP_NUM_THREADS', ''))
+pathlib.Path('done-{me}').touch()
+"""
+
+
+def test_jobs_run_notebooks_side_by_side_and_the_timing_chapter_alone(tmp_path, monkeypatch):
+    _tiny_project(tmp_path, {
+        "a": _WAIT_FOR.format(me="a", other="b"),
+        "b": _WAIT_FOR.format(me="b", other="a"),
+        runner.ALONE[0]: "assert pathlib.Path('done-a').exists() and pathlib.Path('done-b').exists()\n",
+    })
+    monkeypatch.chdir(tmp_path)
+    outs = runner.run_notebooks(profile="smoke", progress=False, jobs=2)
+    assert [o.stem for o in outs] == ["a", "b", runner.ALONE[0]]  # the order asked for
+    threads = str(max(1, (os.cpu_count() or 1) // 2))
+    assert (tmp_path / "threads-a").read_text() == (tmp_path / "threads-b").read_text() == threads
+    with pytest.raises(ValueError, match="jobs"):
+        runner.run_notebooks(profile="smoke", jobs=0)
+
+
+def test_a_failing_notebook_fails_a_side_by_side_run(tmp_path, monkeypatch):
+    _tiny_project(tmp_path, {"good": "x = 1\n", "bad": "assert False, 'bad notebook'\n"})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(runner.NotebookFailed, match="bad notebook"):
+        runner.run_notebooks(profile="smoke", progress=False, jobs=2)

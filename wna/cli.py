@@ -78,6 +78,9 @@ def _parser() -> argparse.ArgumentParser:
                         "default, see above)")
     r.add_argument("--out", default=None, help="output folder (default book/executed)")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("-j", "--jobs", type=_int_at_least(1), default=1,
+                   help="notebooks run side by side, each kernel on cores/JOBS torch threads "
+                        "(same numbers; the timing chapter runs alone after them); default 1")
 
     sub.add_parser("list", help="list the notebooks")
 
@@ -297,7 +300,7 @@ def main(argv=None) -> int:
                 except yaml.YAMLError as exc:
                     raise _Refused(f"-p {name} {text!r}: not a YAML value ({exc})") from None
             outs = runner.run_notebooks(args.notebooks, args.profile, overrides, args.out,
-                                        progress=not args.no_progress)
+                                        progress=not args.no_progress, jobs=args.jobs)
             for o in outs:
                 print(o)
             return 0

@@ -28,7 +28,7 @@ import yaml
 from ._params import ParameterError, check_all
 
 __all__ = ["PROFILES", "project_root", "find_notebooks", "load_profile", "run_notebook",
-           "run_notebooks", "check_parameters", "NotebookFailed", "ParameterError"]
+           "run_notebooks", "check_parameters", "NotebookFailed", "ParameterError", "ALONE"]
 
 PROFILES = ("smoke", "ci", "paper")
 VERSIONED = ("wna", "torch", "torchvision", "numpy", "scipy", "matplotlib", "papermill",
@@ -166,25 +166,90 @@ def run_notebook(path: Path, profile: str = "ci", overrides: dict | None = None,
     return out
 
 
+ALONE = ("performance",)
+"""Notebooks that time this machine: with ``jobs > 1`` they run after the others, by themselves."""
+
+
 def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
-                  out_dir: Path | None = None, progress: bool = True) -> list[Path]:
-    """Execute notebooks in order; stop at the first that fails.
+                  out_dir: Path | None = None, progress: bool = True, jobs: int = 1) -> list[Path]:
+    """Execute notebooks; stop at the first that fails.
 
     Each override goes to the notebooks that have that parameter; one that none
     of them has is refused. Every notebook's parameters are checked (see
     :func:`check_parameters`) before the first one runs.
+
+    ``jobs=1`` runs them in order. ``jobs=N`` runs N side by side, each kernel
+    on ``cores // N`` torch threads (the longest by the last recorded wall time
+    first), then the notebooks of :data:`ALONE` one by one. Their numbers are
+    the same either way: the package's results do not depend on the thread
+    count, and a model two notebooks need is trained once (the second waits
+    for it, see :func:`wna.paths.cache_lock`). Progress bars are off when
+    notebooks run side by side.
     """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     root = project_root()
     notebooks = find_notebooks(names, root)
     per_notebook = _split_overrides(notebooks, dict(overrides or {}))
     for nb in notebooks:
         check_parameters(nb, profile, per_notebook[nb], root)
-    outs = []
+    out_dir = Path(out_dir) if out_dir else root / "book" / "executed"
+    side_by_side = [nb for nb in notebooks if nb.stem not in ALONE] if jobs > 1 else []
+    outs = {}
+    if len(side_by_side) > 1:
+        outs = _run_side_by_side(side_by_side, profile, per_notebook, out_dir, root, jobs)
     for nb in notebooks:
-        t0 = time.perf_counter()
-        print(f"[wna run] {nb.name} (profile {profile})", file=sys.stderr, flush=True)
-        outs.append(run_notebook(nb, profile, per_notebook[nb], out_dir, root, progress))
-        print(f"[wna run] {nb.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+        if nb not in outs:
+            out, _ = _timed_run(nb, profile, per_notebook[nb], out_dir, root, progress)
+            outs[nb] = out
+    return [outs[nb] for nb in notebooks]
+
+
+def _timed_run(nb: Path, profile: str, overrides: dict, out_dir: Path, root: Path,
+               progress: bool = False) -> tuple[Path, float]:
+    t0 = time.perf_counter()
+    print(f"[wna run] {nb.name} (profile {profile})", file=sys.stderr, flush=True)
+    out = run_notebook(nb, profile, overrides, out_dir, root, progress)
+    wall = time.perf_counter() - t0
+    print(f"[wna run] {nb.name} done in {wall:.1f} s", file=sys.stderr, flush=True)
+    return out, wall
+
+
+def _set_threads(n: int) -> None:
+    """In a worker process: the kernels it starts run torch on ``n`` threads."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def _last_wall(nb: Path, out_dir: Path) -> float:
+    try:
+        return float(json.loads((out_dir / f"{nb.stem}.run.json").read_text())["wall_seconds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
+def _run_side_by_side(notebooks: list[Path], profile: str, per_notebook: dict, out_dir: Path,
+                      root: Path, jobs: int) -> dict:
+    """Run ``notebooks`` in ``jobs`` worker processes; ``{notebook: executed path}``."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    order = sorted(notebooks, key=lambda nb: -_last_wall(nb, out_dir))  # stable: given order if unknown
+    print(f"[wna run] {len(order)} notebooks, {jobs} side by side on {threads} torch thread(s) each",
+          file=sys.stderr, flush=True)
+    outs = {}
+    with ProcessPoolExecutor(min(jobs, len(order)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_set_threads, initargs=(threads,)) as pool:
+        futures = {pool.submit(_timed_run, nb, profile, per_notebook[nb], out_dir, root): nb
+                   for nb in order}
+        try:
+            for done in as_completed(futures):
+                outs[futures[done]] = done.result()[0]
+        except BaseException:
+            for f in futures:
+                f.cancel()  # the ones not started; those running finish before the pool closes
+            raise
     return outs
 
 
