@@ -59,7 +59,8 @@ import numpy as np
 from IPython.display import Markdown
 
 from wna import Probe, data, paper, plots, zoo
-from wna.shifts import ARROWS, direction_counts, fit_counts, shift_grid, shift_table, sweep_totals
+from wna.shifts import (arrows, direction_counts, fit_counts, shift_grid, shift_table, sweep_totals,
+                        without_threshold)
 from wna.tables import glue_items
 from wna.stimulation import paper_delta, psychometric_curves
 
@@ -151,17 +152,14 @@ counts
 # %% tags=["hide-input"]
 for key, value in glue_items(counts, ["left", "right", "n", "median"], digits=3).items():
     glue(key, value, display=False)
-nofit = table.query("layer == 'fc1' and direction == 'increase' and moved == 'no fit'").droplevel([0, 1])
-nofit_text = ", ".join(f"{d} ({100 * r.noise:.0f}% of pure noise called {d} at k = 0)"
-                       for d, r in nofit.iterrows()) or "none"
-print(f"fc1 increased, digits without a threshold: {nofit_text}")
-glue("fc1_nofit", nofit_text, display=False)
+texts = {"fc1_nofit": without_threshold(table, "fc1", "increase"),
+         "conv2_named": arrows(table, "conv2", "increase", (0, 1, 3))}
+print(f"fc1 increased, digits without a threshold: {texts['fc1_nofit']}")
 print(paper.compare("fc_left_digits", int(counts.at[("fc1", "increase"), "left"])))
 print(paper.compare("fc_right_digits", int(counts.at[("fc1", "decrease"), "right"])))
-conv2_up = table.query("layer == 'conv2' and direction == 'increase'").droplevel([0, 1])
-conv2_named = ", ".join(f"{d}: {ARROWS[conv2_up.at[d, 'moved']]}" for d in (0, 1, 3) if d in conv2_up.index)
-print(f"conv2 increased, digits 0, 1, 3 (paper: right, right, left): {conv2_named or 'not run'}")
-glue("conv2_named", conv2_named or "not run", display=False)
+print(f"conv2 increased, digits 0, 1, 3 (paper: right, right, left): {texts['conv2_named']}")
+for key, value in texts.items():
+    glue(key, value, display=False)
 
 # %% [markdown]
 # ## Figure 25: binary CNNs
@@ -196,10 +194,9 @@ print(bcounts.to_string())
 print(fit_counts(btable).to_string())
 for key, value in glue_items(bcounts, ["left", "right", "n"], name="binary_{row}_{column}").items():
     glue(key, value, display=False)
-bnofit = [f"{d} ({pr}, {100 * r.noise:.1f}% of pure noise called {d})" for (pr, _, _, d), r
-          in btable.query("layer == 'fc1' and direction == 'increase' and moved == 'no fit'").iterrows()]
-print(f"binary, fc1 increased, targets without a threshold: {', '.join(bnofit) or 'none'}")
-glue("binary_fc1_nofit", ", ".join(bnofit) or "none", display=False)
+bnofit = without_threshold(btable, "fc1", "increase")
+print(f"binary, fc1 increased, targets without a threshold: {bnofit}")
+glue("binary_fc1_nofit", bnofit, display=False)
 
 # %% [markdown]
 # Raising the fc1 biases of the target's most active units makes the network call noise the target

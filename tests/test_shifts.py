@@ -7,9 +7,11 @@ shift; all hits or all misses: flat, no threshold) built by hand, not by a netwo
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from wna.shifts import direction_counts, fit_counts, shift_grid, shift_table, sweep_totals
+from wna.shifts import (arrows, direction_counts, fit_counts, shift_grid, shift_table, sweep_totals,
+                        without_threshold)
 from wna.stimulation import PsychometricCurves, psychometric_function
 
 X, N = np.linspace(0, 1, 21), np.full(21, 400)
@@ -89,3 +91,20 @@ def test_fit_counts_says_which_fit_gave_each_panel(table):
     counts = fit_counts(table)["panels"]
     flat = "flat curve: no threshold for psignifit; maximum likelihood"
     assert counts.to_dict() == {("psignifit", ""): 3, ("psignifit, ml", flat): 2}
+
+
+def test_panels_in_words_name_the_digits_without_a_threshold_and_the_arrows():
+    """Known panels; a "no fit" row (a curve that starts near 1) is set by hand."""
+    both = shift_table({("fc1", "increase", 3): _curve(0.4), ("fc1", "increase", 5): _curve("all", 1),
+                        ("conv2", "increase", 0): _curve(0.6, 2), ("conv2", "increase", 1): _curve(0.4, 3)},
+                       ["layer", "direction", "digit"])
+    assert without_threshold(both) == "none"
+    assert arrows(both, "conv2", "increase", (0, 1, 3)) == "0: →, 1: ←"
+    assert arrows(both, "conv1", "increase", (0, 1, 3)) == "not run"
+    assert arrows(both, "fc1", "increase", (5,)) == "5: flat ←"
+    fake = both.copy()
+    fake.loc[("fc1", "increase", 5), ["moved", "noise"]] = ["no fit", 0.75]
+    assert without_threshold(fake) == "5 (75.0% of pure noise called 5 at k = 0)"
+    binary = fake.set_axis(pd.MultiIndex.from_tuples([("1 vs 5", *k) for k in fake.index],
+                                                     names=["pair", *fake.index.names]))
+    assert without_threshold(binary) == "5 (1 vs 5, 75.0% of pure noise called 5 at k = 0)"

@@ -9,7 +9,9 @@ in one row; :func:`direction_counts` counts the left and right shifts per
 layer and direction (the paper's claim: fc stimulation moves every digit's
 curve left, inhibition right); :func:`shift_grid` lays the shifts out as the
 notebook's table; :func:`fit_counts` says which fit gave the shifts;
-:func:`sweep_totals` gives the stimuli, seconds and rate of the sweep.
+:func:`sweep_totals` gives the stimuli, seconds and rate of the sweep;
+:func:`without_threshold` and :func:`arrows` say in words which panels had no
+threshold to move and which way chosen digits moved.
 :func:`wna.tables.glue_items` names their cells for the notebook's glue.
 """
 
@@ -24,7 +26,7 @@ import pandas as pd
 from .stimulation import PsychometricCurves, shift_summary
 
 __all__ = ["ARROWS", "LEFT", "RIGHT", "shift_table", "direction_counts", "fit_counts", "shift_grid",
-           "sweep_totals"]
+           "sweep_totals", "without_threshold", "arrows"]
 
 ARROWS = {"left": "←", "right": "→", "none": "·", "left (flat)": "flat ←", "right (flat)": "flat →",
           "no fit": "no fit"}  # the notebook's symbol for each direction of shift_summary
@@ -127,3 +129,34 @@ def sweep_totals(table: pd.DataFrame) -> pd.DataFrame:
     stimuli, seconds = int(table["stimuli"].sum()), float(table["seconds"].sum())
     return pd.DataFrame({"stimuli": [stimuli], "seconds": [seconds],
                          "stimuli_per_second": [stimuli / seconds if seconds > 0 else np.nan]})
+
+
+def _panels(table: pd.DataFrame, layer: str, direction: str) -> pd.DataFrame:
+    return table[(table.index.get_level_values("layer") == layer)
+                 & (table.index.get_level_values("direction") == direction)]
+
+
+def without_threshold(table: pd.DataFrame, layer: str = "fc1", direction: str = "increase") -> str:
+    """The panels of ``layer`` and ``direction`` whose curve had no threshold to move ("no fit"), in words.
+
+    Each is its target digit (after its pair, for Fig. 25's table) with the
+    share of pure noise the unstimulated network already called it, e.g.
+    "3 (96.0% of pure noise called 3 at k = 0)"; "none" when every panel
+    had a threshold.
+    """
+    out = []
+    for key, row in _panels(table, layer, direction).iterrows():
+        parts = dict(zip(table.index.names, key))
+        d = parts["digit"]
+        pair = f"{parts['pair']}, " if "pair" in parts else ""
+        if row["moved"] == "no fit":
+            out.append(f"{d} ({pair}{100 * row['noise']:.1f}% of pure noise called {d} at k = 0)")
+    return ", ".join(out) or "none"
+
+
+def arrows(table: pd.DataFrame, layer: str, direction: str, digits: Sequence[int]) -> str:
+    """Which way the curves of ``digits`` moved under ``layer`` and ``direction``, e.g. "0: →, 1: →, 3: ←"
+    (the symbols of :data:`ARROWS`; digits not run are left out; "not run" when none was)."""
+    panels = _panels(table, layer, direction)
+    moved = dict(zip(panels.index.get_level_values("digit"), panels["moved"]))
+    return ", ".join(f"{d}: {ARROWS[moved[d]]}" for d in digits if d in moved) or "not run"
