@@ -98,12 +98,14 @@ classes = {"bias": has_map, "mean": list(range(10))}
 scales = {"bias": map_scale, "mean": mean_scale}
 print(f"test accuracy {100 * cnn.test_accuracy:.2f}%; noise images per class: {ci.count.tolist()}")
 
-# %% tags=["hide-input"]
-for kind in ["bias", "mean"]:
+# %%
+for kind in ["bias", "mean"]:  # each pattern titled "class → the CNN's own label for it"
     shown = scale_patterns(patterns[kind], scales[kind])
     own = templates.assigned_classes(cnn, shown)
     plot_examples(shown, [f"{c} → {int(a)}" for c, a in zip(classes[kind], own)], ncols=10,
                   suptitle=f"{kind} patterns ({scales[kind]})")
+
+# %% tags=["remove-cell"]
 glue("n_bias_classes", len(has_map), display=False)
 glue("missing_maps", ", ".join(str(c) for c in range(10) if c not in has_map) or "none", display=False)
 glue("cnn_acc", round(100 * cnn.test_accuracy, 2), display=False)
