@@ -25,6 +25,7 @@ from . import zoo
 from .attack import SCALES, bias_map_attack
 from .engine import Probe
 from .paper import TABLE2, TABLE2_GAMMAS, table2_key
+from .tables import glue_items
 
 __all__ = ["ROWS", "row_name", "row_tag", "paper_rates", "table2_cells", "table2_table", "table2_errors",
            "table2_glue", "attack_totals", "map_patterns", "Variant", "OtherCNN", "other_cnns", "attack_variants",
@@ -102,14 +103,10 @@ def table2_glue(cells: pd.DataFrame, errors: pd.DataFrame, digits: int = 3) -> d
     """The glued numbers of Table 2: for each cell ``key`` of :func:`table2_cells`, ``key`` (ours),
     ``paper_<key>`` (the paper's, as printed) and ``<key>_diff``; for each row ``tag`` of
     :func:`table2_errors`, ``t2_<tag>_mad``. Ours, differences and errors rounded to ``digits``."""
-    out = {}
-    for key, c in cells.iterrows():
-        out[key] = round(float(c["ours"]), digits)
-        out[f"paper_{key}"] = float(c["paper"])
-        out[f"{key}_diff"] = round(float(c["difference"]), digits)
-    for tag, e in errors.iterrows():
-        out[f"t2_{tag}_mad"] = round(float(e[ERROR]), digits)
-    return out
+    return {**glue_items(cells, ["ours"], name="{row}", digits=digits),
+            **glue_items(cells.astype({"paper": float}), ["paper"], name="paper_{row}"),
+            **glue_items(cells, ["difference"], name="{row}_diff", digits=digits),
+            **glue_items(errors, [ERROR], name="t2_{row}_mad", digits=digits)}
 
 
 def attack_totals(results) -> pd.DataFrame:
@@ -256,10 +253,10 @@ def variant_glue(table: pd.DataFrame, summary: pd.DataFrame, digits: int = 3) ->
     stems of :data:`GLUED_VARIANTS` on noise and digits where they were not run. Errors rounded to ``digits``.
     """
     out = {f"{stem}_{base}_err": float("nan") for stem in GLUED_VARIANTS for base in ("noise", "digits")}
-    for tag, s in summary.iterrows():
-        out[f"best_{tag}"] = str(s["best"])
-        out[f"best_{tag}_err"] = round(float(s["best_err"]), digits)
-        out[f"main_{tag}_err"] = round(float(s["main_err"]), digits)
-    for _, v in table[table["key"].notna()].iterrows():
-        out[f"{v['key']}_{v['base']}_err"] = round(float(v[ERROR]), digits)
+    out.update(glue_items(summary, {"best": "best"}, name="{column}_{row}"))
+    out.update(glue_items(summary, {"best": "best_err", "main": "main_err"}, name="{column}_{row}_err",
+                          digits=digits))
+    keyed = table[table["key"].notna()]
+    out.update(glue_items(keyed.assign(name=keyed["key"] + "_" + keyed["base"]), [ERROR],
+                          name="{row}_err", by="name", digits=digits))
     return out
