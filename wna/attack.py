@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .stimuli import Rows
+from .stimuli import Rows, mix
 from ._stream import digest
 from .engine import Estimator, class_counts, probe_for
 from .models import decide
@@ -120,7 +120,7 @@ class MixEstimator(Estimator):
             x = self.stimulus.head(start, n)[0]
         else:
             x = self.stimulus.sample(n, generator)
-        t = (1.0 - self.gamma) * x[None] + self.gamma * self.patterns[:, None]  # (K, n, *shape)
+        t = mix(self.patterns[:, None], x[None], self.gamma)  # Eq. 3 for every pattern: (K, n, *shape)
         return t.reshape(-1, *self.shape)
 
     def update(self, stimuli, outputs):
@@ -255,4 +255,4 @@ def mixed_examples(base_image, patterns, gammas=(0.5, 0.8, 0.9, 1.0),
     if tuple(x.shape) != tuple(patterns.shape[1:]):
         raise ValueError(f"the base image's shape is {tuple(x.shape)}, "
                          f"the patterns' {tuple(patterns.shape[1:])}")
-    return torch.stack([(1.0 - g) * x + g * p for p in patterns for g in gammas])
+    return torch.stack([mix(p, x, float(g)) for p in patterns for g in gammas])

@@ -17,6 +17,7 @@ import pandas as pd
 import torch
 
 from .activations import INPUT, ActivationMeans, inject, mean_class_distance
+from .stimuli import mix
 from .templates import cosines
 
 __all__ = ["NOT_MEASURED", "noise_counts", "layer_table", "top_layers", "layer_glue", "ease_cells", "class_ease", "ease_grid",
@@ -195,7 +196,7 @@ def flip_panels(model: torch.nn.Module, means: dict, image, target: int, flips: 
 
     shown = {la: 0.5 if g is None else g for la, g in flips.items()}
     mean, x, g = means[INPUT][target].float(), image[0], shown[INPUT]
-    mixed = x if not torch.isfinite(mean).all() else (1 - g) * mean + g * x
+    mixed = x if not torch.isfinite(mean).all() else mix(x, mean, g)  # Eq. 3, the mean noise as the noise
     titles = [f"{said(INPUT, 1.0)}", f"mean noise: {classes[target]}", f"input, γ = {g:g}:\n{said(INPUT, g)}",
               f"conv3 (conv6), γ = {shown['conv3']:g}:\n{said('conv3', shown['conv3'])}"]
     return torch.stack([x, mean, mixed, x]), titles
