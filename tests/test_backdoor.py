@@ -191,3 +191,25 @@ def test_poisoned_mnist_training_set(mnist_available):
     tx, ty = zoo.DATASETS["mnist_backdoor_8to9"](train=False)
     cx, cy = data.mnist(train=False)
     assert torch.equal(tx, cx) and torch.equal(ty, cy)
+
+
+def test_predictions_and_confusion_by_hand():
+    """A linear model whose logits are the input: its class is the argmax of each image, in any batches."""
+    model = torch.nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        model.weight.copy_(torch.eye(3))
+    model.train()
+    images = torch.tensor([[1., 0, 0], [0, 1, 0], [0, 0, 1], [0, 2, 3], [5, 0, 1]])
+    labels = torch.tensor([0, 1, 1, 2, 2])
+    for batch_size in (1, 2, 5, 100):
+        assert backdoor.predictions(model, images, batch_size=batch_size).tolist() == [0, 1, 2, 2, 0]
+    assert model.training  # its training flag is restored
+    acc, m = backdoor.confusion(model, images, labels, num_classes=3)
+    assert acc == pytest.approx(3 / 5)
+    assert m.tolist() == [[1, 0, 0], [0, 1, 1], [1, 0, 1]]  # rows true, columns predicted
+    assert backdoor.success(model, images, 2) == pytest.approx(2 / 5)
+    one_logit = torch.nn.Linear(3, 1, bias=False)
+    with torch.no_grad():
+        one_logit.weight.copy_(torch.tensor([[1., -1, 0]]))
+    assert backdoor.predictions(one_logit, images).tolist() == [1, 0, 0, 0, 1]  # logit > 0 is class 1
+    assert backdoor.predictions(model, images[:0]).tolist() == []

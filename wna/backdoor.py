@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from ._backends import eval_mode
+from ._backends import eval_mode, predictions
+from .templates import confusion_matrix
 
 __all__ = ["Patch", "Attack", "PATCHES", "ATTACKS", "poison", "apply_patch", "load_poisoned",
            "average_gradient", "predictions", "success", "confusion", "patch_energy", "detect",
@@ -197,14 +198,6 @@ def average_gradient(model, images: torch.Tensor, labels: torch.Tensor,
 
 
 @torch.inference_mode()
-def predictions(model, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """The model's class for each image (argmax), eval mode, in batches."""
-    from .models import decide
-    with eval_mode(model):
-        return torch.cat([decide(model(images[i:i + batch_size]))[0]
-                          for i in range(0, len(images), batch_size)])
-
-
 def success(model, images: torch.Tensor, target: int) -> float:
     """Fraction of ``images`` the model classifies as ``target`` (an attack's success rate)."""
     return float((predictions(model, images) == int(target)).double().mean())
@@ -214,9 +207,7 @@ def confusion(model, images: torch.Tensor, labels: torch.Tensor, num_classes: in
     """Accuracy (fraction) and confusion matrix ``(C, C)`` (rows true, columns predicted)."""
     pred = predictions(model, images)
     labels = torch.as_tensor(labels).long()
-    m = torch.zeros((num_classes, num_classes), dtype=torch.int64)
-    m.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
-    return float((pred == labels).double().mean()), m
+    return float((pred == labels).double().mean()), confusion_matrix(labels, pred, num_classes)
 
 
 def _maps(maps) -> torch.Tensor:

@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 __all__ = ["RULES", "SCALINGS", "template_accuracy", "match", "cosines", "minmax", "class_means", "class_rms",
-           "variants", "assigned_classes", "table1_summary", "NOT_RUN"]
+           "variants", "assigned_classes", "table1_summary", "NOT_RUN", "confusion_matrix"]
 
 RULES = ("dot", "cosine")
 
@@ -133,11 +133,15 @@ def template_accuracy(templates: torch.Tensor, images: torch.Tensor, labels: tor
     if x.shape[0] == 0:
         raise ValueError("no images to match (an empty image tensor): the accuracy is undefined")
     pred = match(templates, images, rule)
-    C = t.shape[0]
-    confusion = torch.zeros((C, C), dtype=torch.int64)
-    confusion.index_put_((labels, pred), torch.ones_like(labels), accumulate=True)
-    acc = float((pred == labels).double().mean())
-    return acc, confusion
+    return float((pred == labels).double().mean()), confusion_matrix(labels, pred, t.shape[0])
+
+
+def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Counts ``(C, C)`` int64 of each (true, predicted) pair: rows true class, columns predicted."""
+    labels, predicted = torch.as_tensor(labels).long(), torch.as_tensor(predicted).long()
+    m = torch.zeros((num_classes, num_classes), dtype=torch.int64)
+    m.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    return m
 
 
 def class_means(images: torch.Tensor, labels: torch.Tensor, num_classes: int | None = None) -> torch.Tensor:
@@ -191,15 +195,12 @@ def variants(template_sets: dict, images: torch.Tensor, labels: torch.Tensor, *,
 @torch.inference_mode()
 def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
     """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
-    from ._backends import eval_mode, predict
-    from .models import decide
+    from ._backends import predictions
     maps = torch.as_tensor(maps)
     valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)
     out = torch.full((maps.shape[0],), -1, dtype=torch.int64)
     if valid.any():
-        with eval_mode(model):
-            logits = predict(model, maps[valid].to(torch.float32))
-        out[valid] = decide(logits)[0].cpu()
+        out[valid] = predictions(model, maps[valid].to(torch.float32))
     return out
 
 
