@@ -8,7 +8,8 @@ Modules, one per idea of the paper, from the bottom up:
 - :mod:`wna.stimuli` (noise and finite data sets), the engine
   :class:`wna.Probe` (:mod:`wna.engine`) and :mod:`wna.sweep` (grids of
   conditions through one probe);
-- the estimates: :mod:`wna.probe` (classification images), :mod:`wna.binary`
+- the estimates: :mod:`wna.probe` (classification images), :mod:`wna.significance`
+  (which maps are more than noise), :mod:`wna.binary`
   (binary observers, Eqs. 1-3), :mod:`wna.sta` (spike-triggered analysis of
   single units), :mod:`wna.templates` (template matching),
   :mod:`wna.stimulation` (micro-stimulation), :mod:`wna.attack` (bias-map

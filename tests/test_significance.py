@@ -1,0 +1,170 @@
+"""Which maps are real (:mod:`wna.significance`): known answers, and observers whose truth is known.
+
+- a hand example and scipy's Welch t for the two forms of the z-map;
+- a null observer (its class from the low-order bits of one pixel, so independent of what any pixel
+  shows on average): map-level p-values uniform over 300 seeded maps, the false-positive rate at
+  alpha = 0.05 within a binomial band, Welch's z standard normal on noise of unequal pixel variances;
+- a linear observer with a sparse known template: Benjamini-Hochberg's false-discovery proportion,
+  averaged over repeats, at or below q; the power predicted from a pilot run's effect against the
+  power measured over repeats at three sample sizes; split-half reliability near 0 for the null,
+  near 1 for a strong map, and the shards of one engine run as the halves.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from wna import Probe, significance, stimuli
+from wna.probe import ClassificationImages, accumulate
+
+D = 64  # pixels of the synthetic maps (8 x 8)
+
+
+def _maps(x, labels, C=2, weighting="none"):
+    s = accumulate(x, labels, C)
+    return ClassificationImages(s["sums"].reshape(C, *x.shape[1:]), s["count"], len(x), weighting, {},
+                                s["sq"].reshape(C, *x.shape[1:]))
+
+
+def _null_labels(x):
+    """The class from the 20th bit of pixel 0: independent of every pixel's mean."""
+    return (torch.floor(x[:, 0, 0, 0].double() * 2 ** 20) % 2).long()
+
+
+def _noise(n, seed, d=D):
+    return torch.rand((n, 1, int(math.sqrt(d)), int(math.sqrt(d))), generator=torch.Generator().manual_seed(seed))
+
+
+def test_both_forms_by_hand_and_against_scipys_welch_t():
+    x = torch.tensor([0.7, 0.9, 0.1, 0.3, 0.2], dtype=torch.float32).reshape(5, 1, 1, 1)
+    ci = _maps(x, torch.tensor([0, 0, 1, 1, 1]))
+    z = significance.zmap(ci, (0.5, 0.25))
+    assert z[0].item() == pytest.approx((0.8 - 0.5) * math.sqrt(2) / 0.25, rel=1e-6)
+    assert z[1].item() == pytest.approx((0.2 - 0.5) * math.sqrt(3) / 0.25, rel=1e-6)
+    welch = significance.zmap(ci)
+    t = stats.ttest_ind(x[:2].double().ravel(), x[2:].double().ravel(), equal_var=False).statistic
+    assert welch[0].item() == pytest.approx(t, rel=1e-9) and welch[1].item() == pytest.approx(-t, rel=1e-9)
+    assert significance.noise_moments(stimuli.WhiteNoise((1, 2, 2))) == (0.5, pytest.approx(math.sqrt(1 / 12)))
+    assert significance.noise_moments(stimuli.WhiteNoise((1, 2, 2), "gaussian", mean=0.2, std=3)) == (0.2, 3.0)
+
+
+def test_null_observer_map_level_p_values_are_uniform():
+    p = []
+    for seed in range(300):
+        x = _noise(400, seed)
+        test = significance.map_test(_maps(x, _null_labels(x)), stimuli.WhiteNoise((1, 8, 8)))
+        p.extend(test["p"].tolist())
+    p = np.array(p)
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+    # 600 maps at alpha = 0.05: 30 expected, binomial s.d. 5.3
+    assert 0.05 - 3 * math.sqrt(0.05 * 0.95 / 600) < (p < 0.05).mean() < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 600)
+
+
+def test_welch_z_is_standard_normal_for_a_null_observer_on_noise_of_unequal_pixel_variances():
+    scale = torch.linspace(0.2, 3.0, D).reshape(1, 1, 8, 8)
+    z = []
+    for seed in range(40):
+        base = _noise(2000, seed)
+        labels = _null_labels(base)
+        x = 0.3 + scale * (base - 0.5)  # pixel means 0.3, standard deviations from 0.06 to 0.87
+        z.append(significance.zmap(_maps(x, labels)).ravel())
+        if seed == 0:  # the known-noise form with U[0, 1]'s moments would be wrong here
+            assert significance.zmap(_maps(x, labels), (0.5, math.sqrt(1 / 12))).abs().mean() > 5
+    z = torch.cat(z)
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+
+
+def _sparse(n, seed, support=16):
+    """A linear observer whose template is +1 on the first ``support`` pixels: class 1 when their sum
+    exceeds its mean. Pixels off the support are true nulls."""
+    x = _noise(n, seed, 256)
+    labels = (x.reshape(n, -1)[:, :support].sum(1) > support / 2).long()
+    truth = torch.zeros(256, dtype=torch.bool)
+    truth[:support] = True
+    return x, labels, truth.reshape(1, 16, 16)
+
+
+def test_fdr_keeps_the_false_discovery_proportion_at_q():
+    q, fdp, found = 0.1, [], []
+    for seed in range(60):
+        x, labels, truth = _sparse(600, seed)
+        keep = significance.fdr(significance.zmap(_maps(x, labels), (0.5, math.sqrt(1 / 12))), q)
+        for c in range(2):
+            hits = keep[c]
+            fdp.append(float((hits & ~truth).sum()) / max(int(hits.sum()), 1))
+            found.append(float((hits & truth).sum()) / int(truth.sum()))
+    assert np.mean(fdp) <= q + 0.03
+    assert np.mean(found) > 0.5  # it finds the template, not only controls the errors
+    assert not significance.fdr(torch.full((1, 4), float("nan"))).any()
+
+
+def test_predicted_power_matches_the_measured_power():
+    noise = (0.5, math.sqrt(1 / 12))
+    x, labels, _ = _sparse(20000, 1000)
+    pilot = significance.map_test(_maps(x, labels), noise)
+    effect = float(pilot.at[1, "effect"])
+    for n in (100, 200, 300):
+        measured = np.mean([significance.map_test(_maps(*_sparse(n, seed)[:2]), noise).at[1, "significant"]
+                            for seed in range(200)])
+        # the class holds about half the images: power at its expected count
+        predicted = stats.ncx2.sf(stats.chi2.isf(0.05, 256), 256, effect * n / 2)
+        assert abs(measured - predicted) < 0.1, (n, measured, predicted)
+    need = significance.samples_needed(_maps(x, labels), noise, power=0.8)
+    count = need.at[1, "count"]
+    crit = stats.chi2.isf(0.05, 256)
+    assert stats.ncx2.sf(crit, 256, effect * count) >= 0.8 > stats.ncx2.sf(crit, 256, effect * (count - 1))
+    assert need.at[1, "n_samples"] == math.ceil(count * 20000 / int(labels.sum()))
+    assert need.at[1, "power_now"] == pytest.approx(1.0)
+
+
+def test_split_half_reliability_of_null_and_strong_maps():
+    r = []
+    for seed in range(40):
+        x = _noise(4000, seed)
+        labels = _null_labels(x)
+        r.append(significance.split_half(_maps(x[::2], labels[::2]), _maps(x[1::2], labels[1::2]))["r"])
+    r = np.concatenate(r)
+    assert abs(r.mean()) < 0.05  # a null map's halves do not correlate
+    x, labels, _ = _sparse(40000, 7)
+    half = significance.split_half(_maps(x[::2], labels[::2]), _maps(x[1::2], labels[1::2]))
+    assert (half["reliability"] > 0.9).all()
+    assert half["reliability"].tolist() == pytest.approx((2 * half["r"] / (1 + half["r"])).tolist())
+
+
+def test_the_shards_of_one_engine_run_are_the_halves():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    noise = stimuli.WhiteNoise((1, 8, 8))
+    with Probe(model, batch_size=500, progress=False) as p:
+        even = p.classification_images(noise, 20000, seed=3, shard=(0, 2))
+        odd = p.classification_images(noise, 20000, seed=3, shard=(1, 2))
+        full = p.classification_images(noise, 20000, seed=3)
+    assert torch.equal(even.merge(odd).count, full.count)
+    half = significance.split_half(even, odd)
+    assert (half["reliability"] > 0.9).all()
+    assert (significance.map_test(full, noise)["p"] < 1e-10).all()
+
+
+def test_bad_input_is_refused():
+    x = _noise(100, 0)
+    ci = _maps(x, _null_labels(x))
+    with pytest.raises(ValueError, match="confidence"):
+        significance.zmap(_maps(x, _null_labels(x), weighting="confidence"))
+    bare = ClassificationImages(ci.sums, ci.count, ci.n)
+    with pytest.raises(ValueError, match="sums of squares"):
+        significance.zmap(bare)
+    with pytest.raises(ValueError, match="alpha"):
+        significance.map_test(ci, (0.5, 0.3), alpha=1.5)
+    with pytest.raises(ValueError, match="q must"):
+        significance.fdr(torch.zeros(1, 4), q=0)
+    with pytest.raises(ValueError, match="Welch"):
+        significance.zmap(ci, "gabor")
+    with pytest.raises(ValueError, match="analytic"):
+        significance.map_test(ci, None)
+    with pytest.raises(ValueError, match="standard deviation"):
+        significance.noise_moments((0.5, 0.0))
+    with pytest.raises(ValueError, match="ClassificationImages"):
+        significance.zmap(torch.zeros(2, 4))
