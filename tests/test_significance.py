@@ -168,3 +168,83 @@ def test_bad_input_is_refused():
         significance.noise_moments((0.5, 0.0))
     with pytest.raises(ValueError, match="ClassificationImages"):
         significance.zmap(torch.zeros(2, 4))
+
+
+class _NullObserver(torch.nn.Module):
+    """Logits that pick the class from the 20th bit of pixel 0 (two classes)."""
+
+    def forward(self, x):
+        return torch.nn.functional.one_hot(_null_labels(x), 2).float()
+
+
+def _null_run(est, n, seed):
+    """One run of ``est`` without the engine: a single batch from a seeded generator."""
+    x, order = est.sample_at(0, n, torch.Generator().manual_seed(seed))
+    return est.finalize(est.update((x, order), _NullObserver()(x)), n, {})
+
+
+def test_permutation_null_is_calibrated_for_a_null_observer():
+    est = significance.PermutationNull(stimuli.WhiteNoise((1, 8, 8)), n_null=99)
+    p, any_pixel = [], []
+    for seed in range(300):
+        t = significance.permutation_test(_null_run(est, 1000, seed), alpha=0.1)
+        assert t.at[0, "p"] == t.at[1, "p"]  # two classes: each map is the other's mirror image
+        p.append(t.at[0, "p"])
+        any_pixel.append(bool(t.at[0, "fwer_pixels"] > 0))
+    p, band = np.array(p), 3 * math.sqrt(0.09 / 300)
+    # p-values k / 100 under the null: mean 1/2 + 1/200, s.d. about sqrt(1/12)
+    assert abs(p.mean() - 0.505) < 3 * math.sqrt(1 / 12 / 300)
+    assert stats.kstest(p, "uniform").pvalue > 0.001
+    assert 0.1 - band < (p < 0.1).mean() < 0.1 + band
+    # the family-wise pixel threshold: a null map has a pixel above it in about a tenth of the runs
+    assert 0.1 - band < np.mean(any_pixel) < 0.1 + band
+
+
+def test_permutation_null_finds_a_sparse_template_and_its_pixels():
+    class Linear(torch.nn.Module):
+        def forward(self, x):
+            s = x.reshape(len(x), -1)[:, :16].sum(1) - 8
+            return torch.stack([-s, s], 1)
+
+    est = significance.PermutationNull(stimuli.WhiteNoise((1, 16, 16)), n_null=49)
+    x, order = est.sample_at(0, 3000, torch.Generator().manual_seed(0))
+    result = est.finalize(est.update((x, order), Linear()(x)), 3000, {})
+    t = significance.permutation_test(result, alpha=0.05)
+    assert (t["p"] == 1 / 50).all() and (t["infoval"] > 20).all()
+    z = significance.zmap(result)
+    keep = z.abs().reshape(2, -1) > torch.tensor(t["z_fwer"].to_numpy())[:, None]
+    assert keep[:, 16:].sum() == 0 and keep[:, :16].sum() >= 24  # the support, and nothing else
+    # the real sums are those of ClassificationImages
+    plain = _maps(x, Linear()(x).argmax(1))
+    assert torch.equal(result.sums, plain.sums) and torch.equal(result.count, plain.count)
+
+
+def test_permutation_null_shards_merge_into_the_single_run_and_save(tmp_path):
+    noise = stimuli.WhiteNoise((1, 8, 8))
+    est = significance.PermutationNull(noise, n_null=20)
+    with Probe(_NullObserver(), batch_size=300, progress=False) as p:
+        full = p.run(est, 3000, seed=5)
+        halves = [p.run(est, 3000, seed=5, shard=(k, 2)) for k in (0, 1)]
+    merged = halves[0].merge(halves[1])
+    assert torch.equal(merged.null, full.null) and torch.equal(merged.sums, full.sums)
+    assert full.null.shape == (20, 2, 1, 8, 8)
+    # every shuffle keeps each class's count: its sums add up to the real ones over the classes
+    assert torch.allclose(full.null.sum(1), full.sums.sum(0).expand(20, 1, 8, 8))
+    full.save(tmp_path / "null.pt")
+    again = significance.NullClassificationImages.load(tmp_path / "null.pt")
+    assert torch.equal(again.null, full.null)
+    assert significance.permutation_test(again).equals(significance.permutation_test(full))
+
+
+def test_permutation_null_bad_input():
+    noise = stimuli.WhiteNoise((1, 8, 8))
+    with pytest.raises(ValueError, match="n_null"):
+        significance.PermutationNull(noise, n_null=0)
+    est = significance.PermutationNull(noise, n_null=10, max_bytes=1000)
+    with pytest.raises(ValueError, match="analytic white-noise null"):
+        _null_run(est, 100, 0)
+    small = _null_run(significance.PermutationNull(noise, n_null=9), 100, 0)
+    with pytest.raises(ValueError, match="at least 19"):
+        significance.permutation_test(small, alpha=0.05)
+    with pytest.raises(ValueError, match="PermutationNull"):
+        significance.permutation_test(_maps(*(lambda x: (x, _null_labels(x)))(_noise(50, 0))))
