@@ -248,3 +248,31 @@ def test_permutation_null_bad_input():
         significance.permutation_test(small, alpha=0.05)
     with pytest.raises(ValueError, match="PermutationNull"):
         significance.permutation_test(_maps(*(lambda x: (x, _null_labels(x)))(_noise(50, 0))))
+
+
+def test_cluster_test_holds_its_level_and_finds_a_block():
+    est = significance.PermutationNull(stimuli.WhiteNoise((1, 12, 12)), n_null=39)
+    found = []
+    for seed in range(200):
+        table, mask = significance.cluster_test(_null_run(est, 600, seed), alpha=0.1, threshold=2.0)
+        found.append(int(table.at[0, "significant"]) > 0)
+        assert mask.shape == (2, 12, 12) and int(mask[0].sum()) >= int(table.at[0, "significant"])
+    band = 3 * math.sqrt(0.09 / 200)
+    assert 0.1 - band < np.mean(found) < 0.1 + band  # family-wise: a null map has a cluster in a tenth
+
+    class Block(torch.nn.Module):  # class 1 when the 4 x 4 block at rows 2-5, columns 6-9 is bright
+        def forward(self, x):
+            s = x[:, 0, 2:6, 6:10].sum((1, 2)) - 8
+            return torch.stack([-s, s], 1)
+
+    x, order = est.sample_at(0, 3000, torch.Generator().manual_seed(1))
+    result = est.finalize(est.update((x, order), Block()(x)), 3000, {})
+    table, mask = significance.cluster_test(result, alpha=0.05)
+    block = torch.zeros(12, 12, dtype=torch.bool)
+    block[2:6, 6:10] = True
+    assert (table["significant"] == 1).all()
+    for c in range(2):  # one cluster over the block (smoothing spreads it by about a pixel)
+        assert mask[c][block].all() and not mask[c][~torch.nn.functional.max_pool2d(
+            block[None].float(), 5, 1, 2)[0].bool()].any()
+    with pytest.raises(ValueError, match="threshold"):
+        significance.cluster_test(result, threshold=0)

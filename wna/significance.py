@@ -34,7 +34,9 @@ the model again.
   the per-class sums of every shuffle are kept. :func:`permutation_test`
   turns them into a map-level p-value and an rcicr-style informational value
   (the map's norm against the null's median and MAD), and a family-wise
-  threshold for the pixels (the null's maximum |z|), for any noise.
+  threshold for the pixels (the null's maximum |z|), for any noise;
+  :func:`cluster_test` the cluster-mass test on the smoothed z-map (Maris &
+  Oostenveld 2007; Chauvin et al. 2005), against the null's largest cluster.
 
 Maps weighted by confidence (``weighting="confidence"``) are refused: their
 sums of squares do not give the effective sample size.
@@ -42,28 +44,26 @@ sums of squares do not give the effective sample size.
 References: Chauvin, Worsley, Schyns, Arguin & Gosselin (2005), *Accurate
 statistical tests for smooth classification images*, J. Vision 5(9);
 Benjamini & Hochberg (1995), J. R. Stat. Soc. B 57; Brinkman et al. (2017),
-*Visualising mental representations* (rcicr), Eur. Rev. Soc. Psychol. 28.
+*Visualising mental representations* (rcicr), Eur. Rev. Soc. Psychol. 28;
+Maris & Oostenveld (2007), *Nonparametric statistical testing of EEG- and
+MEG-data*, J. Neurosci. Methods 164.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 
-from ._classimages import ClassificationImages, accumulate
-from ._estimator import Estimator
-from .models import decide
+from ._classimages import ClassificationImages
+from ._null import (NULL_BYTES, NullClassificationImages, PermutationNull, check_level,  # noqa: F401
+                    cluster_test, permutation_test)
 
 __all__ = ["noise_moments", "zmap", "map_test", "fdr", "split_half", "samples_needed", "PermutationNull",
-           "NullClassificationImages", "permutation_test", "NULL_BYTES"]
-
-NULL_BYTES = 2 ** 30
-"""The most memory the permutation null's sums may take (n_null x classes x pixels float64)."""
+           "NullClassificationImages", "permutation_test", "cluster_test", "NULL_BYTES"]
 
 
 def noise_moments(noise) -> tuple[float, float]:
@@ -97,13 +97,6 @@ def _check(ci) -> None:
     if ci.sq is None:
         raise ValueError("the z-map needs the sums of squares, and this result holds none (sq is None); "
                          "run the probe again (wna.probe.classification_images or wna.Probe) to get them")
-
-
-def _alpha(name: str, value: float) -> float:
-    value = float(value)
-    if not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must lie in (0, 1), got {value}")
-    return value
 
 
 def zmap(ci: ClassificationImages, noise=None) -> torch.Tensor:
@@ -142,7 +135,7 @@ def map_test(ci: ClassificationImages, noise, alpha: float = 0.05) -> pd.DataFra
     over pixels; :func:`samples_needed` extrapolates it). A class without
     images has NaN and is not significant.
     """
-    alpha = _alpha("alpha", alpha)
+    alpha = check_level("alpha", alpha)
     if noise is None:
         raise ValueError("map_test uses the analytic white-noise null: pass the noise the stimuli were "
                          "drawn from (a WhiteNoise or (mu, sigma))")
@@ -160,7 +153,7 @@ def map_test(ci: ClassificationImages, noise, alpha: float = 0.05) -> pd.DataFra
 def fdr(z: torch.Tensor, q: float = 0.05) -> torch.Tensor:
     """The pixels of each map ``z[c]`` that survive Benjamini-Hochberg at false-discovery rate ``q``
     (two-sided p-values of the z; scipy's procedure), bool ``z.shape``. A map of NaN keeps none."""
-    q = _alpha("q", q)
+    q = check_level("q", q)
     z = torch.as_tensor(z, dtype=torch.float64)
     out = torch.zeros(z.shape, dtype=torch.bool)
     flat = z.reshape(z.shape[0], -1).numpy()
@@ -215,7 +208,7 @@ def samples_needed(ci: ClassificationImages, noise, alpha: float = 0.05, power: 
     count. A class with no measurable effect (``effect <= 0``) or without
     images gets NaN (inf where the power is not reached by ``max_count``).
     """
-    power = _alpha("power", power)
+    power = check_level("power", power)
     test = map_test(ci, noise, alpha)
     d = int(test["df"].iloc[0])
     counts, totals, now = [], [], []
@@ -238,124 +231,3 @@ def samples_needed(ci: ClassificationImages, noise, alpha: float = 0.05, power: 
         totals.append(math.ceil(hi * ci.n / n))
     return pd.DataFrame({"count": counts, "n_samples": totals, "power_now": now, "effect": test["effect"]},
                         index=test.index)
-
-
-@dataclass(repr=False)
-class NullClassificationImages(ClassificationImages):
-    """:class:`~wna.probe.ClassificationImages` with the sums of ``n_null`` shuffles of the decisions,
-    ``null`` float64 ``(n_null, C, *shape)`` (see :class:`PermutationNull`)."""
-
-    null: torch.Tensor | None = None
-
-    kind = "classification_images_null"
-    summed = ("sums", "count", "sq", "null")
-
-    @property
-    def n_null(self) -> int:
-        return int(self.null.shape[0])
-
-    def __repr__(self) -> str:
-        return super().__repr__()[:-1] + f", n_null={self.n_null})"
-
-
-class PermutationNull(Estimator):
-    """Classification images and their permutation null in one pass (``Probe.run(est, n, seed=...)``).
-
-    Every batch's decisions are shuffled among its stimuli ``n_null`` times
-    (each shuffle a column of ``argsort`` of uniform draws from the batch's
-    generator, after its stimuli) and each shuffle's per-class sums are kept:
-    ``n_null * C * D`` float64, at most :data:`NULL_BYTES` (a ValueError on the
-    first batch otherwise: fewer shuffles, or the analytic null of
-    :func:`map_test`). The model runs once per stimulus.
-    """
-
-    name = "permutation_null"
-
-    def __init__(self, stimulus, n_null: int = 200, max_bytes: int = NULL_BYTES):
-        super().__init__(stimulus)
-        if isinstance(n_null, bool) or not isinstance(n_null, int) or n_null < 1:
-            raise ValueError(f"n_null must be an integer >= 1, got {n_null!r}")
-        self.n_null, self.max_bytes = n_null, int(max_bytes)
-
-    def key(self) -> dict:
-        return {**super().key(), "n_null": self.n_null}
-
-    def sample_at(self, start, n, generator):
-        x = super().sample_at(start, n, generator)
-        x = x[0] if isinstance(x, tuple) else x
-        order = torch.rand((n, self.n_null), generator=generator, device=generator.device).argsort(0)
-        return x, order  # rows first: each column a permutation of the batch's rows
-
-    def update(self, stimuli, outputs):
-        x, order = stimuli
-        pred, c = decide(outputs)
-        d = math.prod(self.shape)
-        need = self.n_null * c * d * 8
-        if need > self.max_bytes:
-            raise ValueError(f"the permutation null would hold {self.n_null} x {c} classes x {d} pixels of "
-                             f"sums ({need / 2 ** 30:.2f} GiB > {self.max_bytes / 2 ** 30:.2f} GiB): ask for "
-                             "fewer shuffles (n_null) or use the analytic white-noise null (map_test)")
-        out = accumulate(x, pred, c)
-        flat = x.reshape(len(x), -1).to(torch.float64)
-        null = torch.zeros((self.n_null, c, d), dtype=torch.float64, device=flat.device)
-        for b in range(self.n_null if len(x) else 0):
-            null[b].index_add_(0, pred[order[:, b]], flat)
-        return {**out, "null": null}
-
-    def finalize(self, sums, n, meta):
-        shape = self.shape
-        return NullClassificationImages(sums["sums"].reshape(-1, *shape), sums["count"], n, "none", meta,
-                                        sums["sq"].reshape(-1, *shape), repr(self.stimulus),
-                                        sums["null"].reshape(self.n_null, -1, *shape))
-
-
-def _pooled_z(sums: torch.Tensor, count: torch.Tensor, n: int, total: torch.Tensor, var: torch.Tensor):
-    """Class against the rest with the stimuli's own per-pixel variance (shared by every shuffle)."""
-    c = count.to(torch.float64).reshape(-1, 1)
-    rest = n - c
-    diff = sums / c - (total - sums) / rest
-    return diff / (var * (1 / c + 1 / rest)).sqrt()
-
-
-def permutation_test(result: NullClassificationImages, alpha: float = 0.05) -> pd.DataFrame:
-    """Per class, the map against the streamed permutation null of :class:`PermutationNull`.
-
-    The statistic is each pixel's z of the class against the rest, with the
-    per-pixel variance of all stimuli (the same for every shuffle). Columns:
-    ``n``; ``stat`` (``sum z^2`` of the map); ``p`` (``(1 + shuffles with a
-    stat at least as large) / (1 + n_null)``); ``infoval`` (``(stat -
-    median) / (1.4826 MAD)`` of the null's stats, as rcicr's infoVal);
-    ``significant`` (``p < alpha``); ``z_fwer`` (the ``1 - alpha`` quantile of
-    the null's maximum |z| over the map's pixels: pixels above it are
-    significant family-wise) and ``fwer_pixels`` (how many are). A class with
-    fewer than 1 or more than n - 1 stimuli gets NaN. ``alpha`` below
-    ``1 / (1 + n_null)`` is refused: the null cannot reach it.
-    """
-    if not isinstance(result, NullClassificationImages) or result.null is None:
-        raise ValueError("permutation_test needs the result of a PermutationNull run (its null sums)")
-    alpha = _alpha("alpha", alpha)
-    b = result.n_null
-    if alpha < 1 / (1 + b):
-        raise ValueError(f"{b} shuffles cannot give a p-value below {1 / (1 + b):.3g}: ask for at least "
-                         f"{math.ceil(1 / alpha) - 1} (n_null) for alpha = {alpha}")
-    C, n = result.num_classes, result.n
-    sums = result.sums.reshape(C, -1)
-    total = sums.sum(0)
-    var = ((result.sq.reshape(C, -1).sum(0) - total ** 2 / n) / (n - 1)).clamp_min(1e-300)
-    z = _pooled_z(sums, result.count, n, total, var)
-    stat = (z ** 2).sum(1)
-    znull = _pooled_z(result.null.reshape(b, C, -1), result.count, n, total, var)  # (B, C, D)
-    null_stat = (znull ** 2).sum(2)
-    med = null_stat.median(0).values
-    mad = 1.4826 * (null_stat - med).abs().median(0).values
-    z_fwer = torch.quantile(znull.abs().amax(2), 1 - alpha, dim=0)
-    p = (1 + (null_stat >= stat).sum(0)).double() / (1 + b)
-    bad = (result.count < 1) | (result.count > n - 1)
-    out = pd.DataFrame({"n": result.count.numpy(), "stat": stat.numpy(), "p": p.numpy(),
-                        "infoval": ((stat - med) / mad).numpy(), "z_fwer": z_fwer.numpy(),
-                        "fwer_pixels": (z.abs() > z_fwer[:, None]).sum(1).numpy()},
-                       index=pd.RangeIndex(C, name="class"))
-    out.loc[bad.numpy(), ["stat", "p", "infoval", "z_fwer"]] = np.nan
-    out.loc[bad.numpy(), "fwer_pixels"] = 0
-    out.insert(4, "significant", out["p"] < alpha)
-    return out
