@@ -276,3 +276,30 @@ def test_cluster_test_holds_its_level_and_finds_a_block():
             block[None].float(), 5, 1, 2)[0].bool()].any()
     with pytest.raises(ValueError, match="threshold"):
         significance.cluster_test(result, threshold=0)
+
+
+def test_the_linear_observers_known_effect_sample_size_and_cosine():
+    """Gaussian noise, a two-class linear observer at c = 0 without internal noise (k = 1): each class
+    mean moves by sigma^2 w sqrt(2/pi) / S, so the effect per image is 2/pi whatever D; the map test at
+    D = 784, alpha = 0.05, power 0.8 needs a noncentrality of about 104, so about 163 images of the class;
+    the map of n images has the expected cosine (1 + D / (n 2/pi))^(-1/2) to the true direction w."""
+    d, sigma = 784, 0.5
+    noise = stimuli.WhiteNoise((1, 28, 28), "gaussian", mean=0.5, std=sigma)
+    w = torch.randn(d, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    x = noise.sample(40000, torch.Generator().manual_seed(10))
+    labels = ((x.reshape(len(x), -1).double() - 0.5) @ w > 0).long()
+    test = significance.map_test(_maps(x, labels), noise)
+    assert test["effect"].tolist() == pytest.approx([2 / math.pi] * 2, abs=0.05)
+    need = significance.samples_needed(_maps(x, labels), noise, power=0.8, cosine=0.9)
+    assert 150 <= need.at[1, "count"] <= 178  # 104 / (2 / pi) = 163
+    assert need.at[1, "count_cosine"] == math.ceil(d * 0.81 / (test.at[1, "effect"] * 0.19))
+    cos = []
+    for seed in range(20):  # maps of about 500 images of class 1 against the predicted cosine
+        xs = noise.sample(1000, torch.Generator().manual_seed(100 + seed))
+        ls = ((xs.reshape(len(xs), -1).double() - 0.5) @ w > 0).long()
+        small = _maps(xs, ls)
+        m = (small.mean[1].reshape(-1) - 0.5)
+        cos.append(float(m @ w / (m.norm() * w.norm())))
+        predicted = (1 + d / (int(small.count[1]) * 2 / math.pi)) ** -0.5
+    assert np.mean(cos) == pytest.approx(predicted, abs=0.03)
+    assert significance.map_test(small, noise).at[1, "cosine"] == pytest.approx(predicted, abs=0.08)

@@ -129,11 +129,16 @@ def map_test(ci: ClassificationImages, noise, alpha: float = 0.05) -> pd.DataFra
 
     Columns: ``n`` (the class's noise images), ``chi2`` (``sum z^2`` over the
     map's D pixels, :func:`zmap` in its known-noise form), ``df`` (D), ``p``
-    (``P(chi2_D >= chi2)``), ``significant`` (``p < alpha``) and ``effect``
-    (``(chi2 - D) / n``, the noncentrality one image adds: the squared
-    distance of the class mean from the noise mean in units of sigma, summed
-    over pixels; :func:`samples_needed` extrapolates it). A class without
-    images has NaN and is not significant.
+    (``P(chi2_D >= chi2)``), ``significant`` (``p < alpha``), ``effect``
+    (``(chi2 - D) / n``, the noncentrality one image adds: an unbiased
+    estimate of the squared distance of the class mean from the noise mean
+    in units of sigma, summed over pixels; :func:`samples_needed`
+    extrapolates it) and ``cosine``, the expected cosine of this map (class
+    mean minus ``mu``) to the map of infinitely many images,
+    ``(1 + D / (n * effect))^(-1/2)``: the map is the true one plus
+    independent noise of variance ``sigma^2 / n`` per pixel (0 where the
+    effect is not positive). A class without images has NaN and is not
+    significant.
     """
     alpha = check_level("alpha", alpha)
     if noise is None:
@@ -146,8 +151,9 @@ def map_test(ci: ClassificationImages, noise, alpha: float = 0.05) -> pd.DataFra
     p = np.where(n > 0, stats.chi2.sf(chi2, d), np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         effect = np.where(n > 0, (chi2 - d) / n, np.nan)
-    return pd.DataFrame({"n": n, "chi2": chi2, "df": d, "p": p, "significant": p < alpha, "effect": effect},
-                        index=pd.RangeIndex(ci.num_classes, name="class"))
+        cosine = np.where(effect > 0, (1 + d / (n * effect)) ** -0.5, np.where(n > 0, 0.0, np.nan))
+    return pd.DataFrame({"n": n, "chi2": chi2, "df": d, "p": p, "significant": p < alpha, "effect": effect,
+                         "cosine": cosine}, index=pd.RangeIndex(ci.num_classes, name="class"))
 
 
 def fdr(z: torch.Tensor, q: float = 0.05) -> torch.Tensor:
@@ -196,38 +202,43 @@ def _power(effect: float, n: float, d: int, alpha: float) -> float:
 
 
 def samples_needed(ci: ClassificationImages, noise, alpha: float = 0.05, power: float = 0.8,
-                   max_count: float = 1e12) -> pd.DataFrame:
-    """Per class, how many of its noise images (``count``) and how many noise images in all
-    (``n_samples``, at the class's measured frequency) its map needs for :func:`map_test` to be
-    significant at ``alpha`` with probability ``power``.
+                   cosine: float = 0.9, max_count: int = 10 ** 12) -> pd.DataFrame:
+    """Per class, how many of its noise images its map needs: to be significant, and to be close to the
+    map of infinitely many images; and how many noise images in all, at the class's measured frequency.
 
     The effect is :func:`map_test`'s ``effect`` (noncentrality per image),
-    measured in this run; the test's power at a class count ``m`` is that of a
-    noncentral chi-square with D degrees of freedom and noncentrality
-    ``effect * m``. Also ``power_now``, the predicted power at the run's own
-    count. A class with no measurable effect (``effect <= 0``) or without
-    images gets NaN (inf where the power is not reached by ``max_count``).
+    measured in this run. ``count``: the smallest class count at which
+    :func:`map_test` is significant at ``alpha`` with probability ``power``
+    (a noncentral chi-square with D degrees of freedom and noncentrality
+    ``effect * count``); ``n_samples``: the noise images that give it.
+    ``count_cosine`` and ``n_samples_cosine``: where the expected cosine of
+    :func:`map_test` reaches ``cosine``, ``D cosine^2 / (effect (1 -
+    cosine^2))``. ``power_now``: the predicted power at the run's own count.
+    A class with no measurable effect (``effect <= 0``) or without images
+    gets NaN; inf where ``max_count`` does not reach the power.
     """
-    power = check_level("power", power)
+    power, cosine = check_level("power", power), check_level("cosine", cosine)
     test = map_test(ci, noise, alpha)
     d = int(test["df"].iloc[0])
-    counts, totals, now = [], [], []
+    rows = []
     for c, row in test.iterrows():
         eff, n = float(row["effect"]), int(row["n"])
         if n == 0 or not eff > 0:
-            counts.append(np.nan), totals.append(np.nan), now.append(np.nan)
+            rows.append(dict.fromkeys(["count", "n_samples", "count_cosine", "n_samples_cosine", "power_now"],
+                                      np.nan))
             continue
-        now.append(_power(eff, n, d, alpha))
-        lo, hi = 1.0, 2.0
+        lo, hi = 0, 1  # power(lo) < power <= power(hi), found by doubling, then bisection
         while _power(eff, hi, d, alpha) < power and hi < max_count:
             lo, hi = hi, hi * 2
-        if _power(eff, hi, d, alpha) < power:
-            counts.append(np.inf), totals.append(np.inf)
-            continue
-        while hi - lo > 1:
-            mid = math.floor((lo + hi) / 2)
+        count = hi if _power(eff, hi, d, alpha) >= power else np.inf
+        while count != np.inf and hi - lo > 1:
+            mid = (lo + hi) // 2
             lo, hi = (mid, hi) if _power(eff, mid, d, alpha) < power else (lo, mid)
-        counts.append(hi)
-        totals.append(math.ceil(hi * ci.n / n))
-    return pd.DataFrame({"count": counts, "n_samples": totals, "power_now": now, "effect": test["effect"]},
-                        index=test.index)
+            count = hi
+        for_cosine = math.ceil(d * cosine ** 2 / (eff * (1 - cosine ** 2)))
+        rows.append({"count": count, "n_samples": math.ceil(count * ci.n / n) if count != np.inf else np.inf,
+                     "count_cosine": for_cosine, "n_samples_cosine": math.ceil(for_cosine * ci.n / n),
+                     "power_now": _power(eff, n, d, alpha)})
+    out = pd.DataFrame(rows, index=test.index)
+    out["effect"] = test["effect"]
+    return out
