@@ -303,3 +303,49 @@ def test_the_linear_observers_known_effect_sample_size_and_cosine():
         predicted = (1 + d / (int(small.count[1]) * 2 / math.pi)) ** -0.5
     assert np.mean(cos) == pytest.approx(predicted, abs=0.03)
     assert significance.map_test(small, noise).at[1, "cosine"] == pytest.approx(predicted, abs=0.08)
+
+
+def test_sta_z_is_standard_normal_for_an_unrelated_response_and_finds_a_units_filter():
+    from wna import sta
+
+    z = []
+    for seed in range(20):
+        x = _noise(3000, seed)
+        r = torch.rand(3000, 2, generator=torch.Generator().manual_seed(1000 + seed)).double()  # unrelated
+        flat = x.double()
+        s = sta.SpikeTriggered(rx=torch.einsum("nc,nhwk->chwk", r, flat.permute(0, 2, 3, 1)).permute(0, 3, 1, 2),
+                               r=r.sum(0), r2=(r ** 2).sum(0), x=flat.sum(0), n=3000, layer="unit")
+        z.append(significance.sta_zmap(s, stimuli.WhiteNoise((1, 8, 8))).ravel())
+    z = torch.cat(z)
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, bias=False))
+    with torch.no_grad():
+        conv[0].weight.zero_()
+        conv[0].weight[0, 0, 1, 1] = 1.0  # the unit at the centre sees one pixel
+    noise = stimuli.WhiteNoise((1, 9, 9))
+    s = sta.spike_triggered_average(conv, "0", noise, 20000, nonlinearity=torch.relu, progress=False)
+    zs = significance.sta_zmap(s, noise)[0, 0]
+    centre = zs[4, 4].item()
+    zs[4, 4] = 0
+    assert centre > 50 and zs.abs().max() < 4.5
+
+
+def test_correlation_z_of_a_binary_observer():
+    from wna import binary
+
+    n = 4000
+    z = []
+    for seed in range(20):
+        g = torch.Generator().manual_seed(seed)
+        noise = torch.rand((n, 1, 8, 8), generator=g)
+        signal = torch.randint(0, 2, (n,), generator=g)
+        z.append(significance.correlation_zmap(binary.cells_from_responses(noise, signal, signal)).ravel())
+    z = torch.cat(z)
+    assert abs(z.mean().item()) < 0.05 and abs(z.std().item() - 1) < 0.05
+    responses = (noise[:, 0, 2, 3] > 0.5).long()  # looks at one pixel
+    zc = significance.correlation_zmap(binary.cells_from_responses(noise, signal, responses))
+    r = np.corrcoef(noise[:, 0, 2, 3].numpy(), responses.numpy())[0, 1]
+    assert zc[0, 2, 3].item() == pytest.approx(math.atanh(r) * math.sqrt(n - 3), rel=1e-6)
+    with pytest.raises(ValueError, match="StimulusResponseCells"):
+        significance.correlation_zmap(torch.zeros(3))

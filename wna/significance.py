@@ -26,6 +26,9 @@ the model again.
   as rcicr's reliability tools do for human classification images.
 - :func:`samples_needed`: from a run's measured effect, the class count (and
   the number of noise images) at which the map-level test reaches a power.
+- :func:`sta_zmap` and :func:`correlation_zmap`: the same question for a
+  unit's spike-triggered average (Section 3.3) and for the Eq. 2
+  correlation map of a binary observer (Fig. 1).
 - :class:`PermutationNull`: the permutation null, streamed in the same pass.
   Under the null the class a stimulus gets is independent of the stimulus;
   each batch's decisions are shuffled among its stimuli ``n_null`` times (a
@@ -62,7 +65,8 @@ from ._classimages import ClassificationImages
 from ._null import (NULL_BYTES, NullClassificationImages, PermutationNull, check_level,  # noqa: F401
                     cluster_test, permutation_test)
 
-__all__ = ["noise_moments", "zmap", "map_test", "fdr", "split_half", "samples_needed", "PermutationNull",
+__all__ = ["noise_moments", "zmap", "map_test", "fdr", "split_half", "samples_needed", "sta_zmap",
+           "correlation_zmap", "PermutationNull",
            "NullClassificationImages", "permutation_test", "cluster_test", "NULL_BYTES"]
 
 
@@ -242,3 +246,40 @@ def samples_needed(ci: ClassificationImages, noise, alpha: float = 0.05, power: 
     out = pd.DataFrame(rows, index=test.index)
     out["effect"] = test["effect"]
     return out
+
+
+def sta_zmap(s, noise) -> torch.Tensor:
+    """Per-pixel z of each channel's centred spike-triggered average against white noise of known
+    moments, float64 ``(C, *shape)``: ``(sum r x - sum r * mean x) / (sigma sqrt(sum r^2 - (sum r)^2 / n))``.
+
+    ``s``: a :class:`wna.sta.SpikeTriggered` (its sums ``rx``, ``r``, ``r2``,
+    ``x``). Under the null (the response independent of the stimulus) the
+    numerator has mean 0 and variance ``sigma^2`` times the responses' sum of
+    squared deviations, so each z is standard normal for many stimuli. NaN
+    for a channel whose response never varied.
+    """
+    from .sta import SpikeTriggered
+
+    if not isinstance(s, SpikeTriggered):
+        raise ValueError(f"need a SpikeTriggered result (wna.sta), got {type(s).__name__}")
+    _, sigma = noise_moments(noise)
+    per = (-1, *([1] * len(s.shape)))
+    n = float(s.n)
+    num = s.rx - s.r.reshape(per) * (s.x / n)
+    spread = (s.r2 - s.r ** 2 / n).clamp_min(0)
+    z = num / (sigma * spread.sqrt().reshape(per))
+    z[spread <= 0] = float("nan")
+    return z
+
+
+def correlation_zmap(cells) -> torch.Tensor:
+    """Per-pixel z of a binary observer's Eq. 2 correlation map (:attr:`wna.binary.StimulusResponseCells.
+    correlation`): Fisher's ``atanh(r) sqrt(n - 3)``, standard normal under the null, ``(*shape)``."""
+    from ._cells import StimulusResponseCells
+
+    if not isinstance(cells, StimulusResponseCells):
+        raise ValueError(f"need a StimulusResponseCells result (wna.binary), got {type(cells).__name__}")
+    if cells.n < 4:
+        raise ValueError(f"the correlation's z needs at least 4 trials, got {cells.n}")
+    r = cells.correlation.clamp(-1 + 1e-15, 1 - 1e-15)
+    return torch.atanh(r) * math.sqrt(cells.n - 3)
