@@ -1,11 +1,11 @@
 # make test   the test suite (minutes)         make book   every notebook at the ci profile, then the HTML book
-#   (JOBS=2 notebooks side by side by default; JOBS=1 runs them one after another, same numbers)
+#   (JOBS=N runs N notebooks side by side, same numbers; on 2 cores one after another is faster)
 # make test-slow   the slow tests: book build, torchrun, compile/ONNX exports, ci-profile accuracies
 # All create .venv with the pinned dependencies when it is missing.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PROFILE ?= ci
-JOBS ?= 2
+JOBS ?= 1
 export WNA_DATA ?= data
 export WNA_CACHE ?= $(CURDIR)/.cache/wna
 

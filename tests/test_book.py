@@ -25,7 +25,7 @@ def smoke_book(tmp_path_factory, mnist_available):
         shutil.copy(ROOT / f, site / f)
     shutil.copytree(ROOT / "book", site / "book", ignore=shutil.ignore_patterns("executed"))
     out = site / "book" / "executed"
-    runner.run_notebooks(profile="smoke", out_dir=out, progress=False, jobs=2)  # as `make book` runs them
+    runner.run_notebooks(profile="smoke", out_dir=out, progress=False)
     return site
 
 
@@ -250,6 +250,7 @@ while not pathlib.Path('started-{other}').exists():  # only if both kernels run 
     assert time.monotonic() - t0 < 120, 'ran alone'
     time.sleep(0.05)
 pathlib.Path('threads-{me}').write_text(os.environ.get('OMP_NUM_THREADS', ''))
+pathlib.Path('cores-{me}').write_text(' '.join(map(str, sorted(os.sched_getaffinity(0)))))
 pathlib.Path('done-{me}').touch()
 """
 
@@ -263,8 +264,13 @@ def test_jobs_run_notebooks_side_by_side_and_the_timing_chapter_alone(tmp_path, 
     monkeypatch.chdir(tmp_path)
     outs = runner.run_notebooks(profile="smoke", progress=False, jobs=2)
     assert [o.stem for o in outs] == ["a", "b", runner.ALONE[0]]  # the order asked for
-    threads = str(max(1, (os.cpu_count() or 1) // 2))
-    assert (tmp_path / "threads-a").read_text() == (tmp_path / "threads-b").read_text() == threads
+    cores = sorted(os.sched_getaffinity(0))
+    threads = max(1, len(cores) // 2)
+    assert (tmp_path / "threads-a").read_text() == (tmp_path / "threads-b").read_text() == str(threads)
+    lanes = [set((tmp_path / f"cores-{k}").read_text().split()) for k in "ab"]
+    assert all(len(lane) == threads for lane in lanes)
+    if len(cores) >= 2:  # each kernel on its own cores
+        assert not lanes[0] & lanes[1]
     with pytest.raises(ValueError, match="jobs"):
         runner.run_notebooks(profile="smoke", jobs=0)
 

@@ -178,9 +178,10 @@ def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
     of them has is refused. Every notebook's parameters are checked (see
     :func:`check_parameters`) before the first one runs.
 
-    ``jobs=1`` runs them in order. ``jobs=N`` runs N side by side, each kernel
-    on ``cores // N`` torch threads (the longest by the last recorded wall time
-    first), then the notebooks of :data:`ALONE` one by one. Their numbers are
+    ``jobs=1`` runs them in order. ``jobs=N`` runs N side by side, each in its
+    own lane of ``cores // N`` cores and as many torch threads (the longest by
+    the last recorded wall time first), then the notebooks of :data:`ALONE`
+    one by one. Their numbers are
     the same either way: the package's results do not depend on the thread
     count, and a model two notebooks need is trained once (the second waits
     for it, see :func:`wna.paths.cache_lock`). Progress bars are off when
@@ -215,10 +216,25 @@ def _timed_run(nb: Path, profile: str, overrides: dict, out_dir: Path, root: Pat
     return out, wall
 
 
-def _set_threads(n: int) -> None:
-    """In a worker process: the kernels it starts run torch on ``n`` threads."""
+def _cores() -> list[int]:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def _lane(counter, cores: list[int], threads: int) -> None:
+    """In a worker process: its own ``threads`` of ``cores`` (the kernels it starts inherit them) and
+    torch on that many threads. Lanes on disjoint cores do not slow each other's OpenMP threads (a
+    training run keeps its fixed thread count, see :data:`wna.zoo.TRAIN_THREADS`, on its lane's cores)."""
+    with counter.get_lock():
+        k = counter.value
+        counter.value += 1
+    start = (k * threads) % len(cores)
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, (cores + cores)[start:start + threads])
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(n)
+        os.environ[var] = str(threads)
 
 
 def _last_wall(nb: Path, out_dir: Path) -> float:
@@ -234,13 +250,15 @@ def _run_side_by_side(notebooks: list[Path], profile: str, per_notebook: dict, o
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    cores = _cores()
+    threads = max(1, len(cores) // jobs)
     order = sorted(notebooks, key=lambda nb: -_last_wall(nb, out_dir))  # stable: given order if unknown
-    print(f"[wna run] {len(order)} notebooks, {jobs} side by side on {threads} torch thread(s) each",
+    print(f"[wna run] {len(order)} notebooks, {jobs} side by side on {threads} core(s) each",
           file=sys.stderr, flush=True)
     outs = {}
-    with ProcessPoolExecutor(min(jobs, len(order)), mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_set_threads, initargs=(threads,)) as pool:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(order)), mp_context=ctx, initializer=_lane,
+                             initargs=(ctx.Value("i", 0), cores, threads)) as pool:
         futures = {pool.submit(_timed_run, nb, profile, per_notebook[nb], out_dir, root): nb
                    for nb in order}
         try:
