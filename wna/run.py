@@ -181,11 +181,11 @@ def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
     ``jobs=1`` runs them in order. ``jobs=N`` runs N side by side, each in its
     own lane of ``cores // N`` cores and as many torch threads (the longest by
     the last recorded wall time first), then the notebooks of :data:`ALONE`
-    one by one. Their numbers are
-    the same either way: the package's results do not depend on the thread
-    count, and a model two notebooks need is trained once (the second waits
-    for it, see :func:`wna.paths.cache_lock`). Progress bars are off when
-    notebooks run side by side.
+    one by one. Their numbers are the same either way: the package's results
+    do not depend on the thread count, and a model two notebooks need is
+    trained once (the second waits for it, see :func:`wna.paths.cache_lock`).
+    Progress bars are off when notebooks run side by side. On a machine where
+    each notebook already keeps every core busy (2 cores, say) it is slower.
     """
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
