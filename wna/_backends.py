@@ -81,19 +81,6 @@ def predict(model: Callable, x: torch.Tensor, shape=None, finite: bool = True) -
     return check_output(out, x.shape[0], x.shape[1:] if shape is None else shape, finite)
 
 
-@torch.inference_mode()
-def predictions(model: Callable, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
-    """The class ``model`` gives each image (:func:`wna.models.decide`: the argmax, or logit > 0 for
-    one logit), ``(N,)`` int64 on the CPU; in eval mode (the training flag restored after) and in
-    batches of ``batch_size``, each output checked as :func:`predict` checks it."""
-    images = torch.as_tensor(images)
-    if len(images) == 0:
-        return torch.zeros(0, dtype=torch.int64)
-    with eval_mode(model):
-        return torch.cat([decide(predict(model, images[i:i + batch_size]))[0].cpu()
-                          for i in range(0, len(images), batch_size)])
-
-
 @contextlib.contextmanager
 def eval_mode(model):
     """``model.eval()`` inside the block; its training flag restored afterwards."""

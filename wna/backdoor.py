@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from ._backends import eval_mode, predictions
-from .templates import confusion_matrix
+from ._backends import eval_mode
+from .templates import confusion_matrix, predictions
 
 __all__ = ["Patch", "Attack", "PATCHES", "ATTACKS", "poison", "apply_patch", "load_poisoned",
            "average_gradient", "predictions", "success", "confusion", "patch_energy", "detect",

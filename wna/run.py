@@ -201,19 +201,17 @@ def run_notebooks(names=(), profile: str = "ci", overrides: dict | None = None,
         outs = _run_side_by_side(side_by_side, profile, per_notebook, out_dir, root, jobs)
     for nb in notebooks:
         if nb not in outs:
-            out, _ = _timed_run(nb, profile, per_notebook[nb], out_dir, root, progress)
-            outs[nb] = out
+            outs[nb] = _timed_run(nb, profile, per_notebook[nb], out_dir, root, progress)
     return [outs[nb] for nb in notebooks]
 
 
 def _timed_run(nb: Path, profile: str, overrides: dict, out_dir: Path, root: Path,
-               progress: bool = False) -> tuple[Path, float]:
+               progress: bool = False) -> Path:
     t0 = time.perf_counter()
     print(f"[wna run] {nb.name} (profile {profile})", file=sys.stderr, flush=True)
     out = run_notebook(nb, profile, overrides, out_dir, root, progress)
-    wall = time.perf_counter() - t0
-    print(f"[wna run] {nb.name} done in {wall:.1f} s", file=sys.stderr, flush=True)
-    return out, wall
+    print(f"[wna run] {nb.name} done in {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return out
 
 
 def _cores() -> list[int]:
@@ -263,7 +261,7 @@ def _run_side_by_side(notebooks: list[Path], profile: str, per_notebook: dict, o
                    for nb in order}
         try:
             for done in as_completed(futures):
-                outs[futures[done]] = done.result()[0]
+                outs[futures[done]] = done.result()
         except BaseException:
             for f in futures:
                 f.cancel()  # the ones not started; those running finish before the pool closes

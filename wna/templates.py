@@ -24,7 +24,7 @@ from typing import Callable
 import torch
 
 __all__ = ["RULES", "SCALINGS", "template_accuracy", "match", "cosines", "minmax", "class_means", "class_rms",
-           "variants", "assigned_classes", "table1_summary", "NOT_RUN", "confusion_matrix"]
+           "variants", "assigned_classes", "table1_summary", "NOT_RUN", "confusion_matrix", "predictions"]
 
 RULES = ("dot", "cosine")
 
@@ -193,9 +193,24 @@ def variants(template_sets: dict, images: torch.Tensor, labels: torch.Tensor, *,
 
 
 @torch.inference_mode()
+def predictions(model: Callable, images: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """The class ``model`` gives each image (:func:`wna.models.decide`: the argmax, or logit > 0 for
+    one logit), ``(N,)`` int64 on the CPU; in eval mode (the training flag restored after) and in
+    batches of ``batch_size``, each output checked (its shape, NaN or inf) before it is read."""
+    from ._backends import eval_mode, predict
+    from .models import decide
+
+    images = torch.as_tensor(images)
+    if len(images) == 0:
+        return torch.zeros(0, dtype=torch.int64)
+    with eval_mode(model):
+        return torch.cat([decide(predict(model, images[i:i + batch_size]))[0].cpu()
+                          for i in range(0, len(images), batch_size)])
+
+
+@torch.inference_mode()
 def assigned_classes(model: Callable, maps: torch.Tensor) -> torch.Tensor:
     """The class ``model`` assigns to each map itself (Fig. 2A titles); -1 for an empty (NaN) map."""
-    from ._backends import predictions
     maps = torch.as_tensor(maps)
     valid = torch.isfinite(maps.reshape(maps.shape[0], -1)).all(1)
     out = torch.full((maps.shape[0],), -1, dtype=torch.int64)
